@@ -1,0 +1,42 @@
+# clinops.upgrade: every entry point.  `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+VENV := .venv
+PY := $(VENV)/bin/python
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/build/collections
+export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := true
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: setup test lint sanity units integration bench demo changelog clean
+
+setup:
+	bash tools/setup.sh
+
+## test: everything CI runs; each suite must run at least one test.
+test: setup
+	$(MAKE) --no-print-directory sanity
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory units
+	$(MAKE) --no-print-directory integration
+
+sanity: setup
+	bash tools/ansible-test.sh sanity --requirements
+
+lint: setup
+	$(VENV)/bin/ansible-lint --offline
+	$(VENV)/bin/antsibull-changelog lint
+
+units: setup
+	bash tools/ansible-test.sh units --requirements
+
+integration: setup
+	$(PY) -m pytest -p no:cacheprovider tests/integration $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+changelog: setup
+	$(VENV)/bin/antsibull-changelog release
+
+clean:
+	rm -rf build tests/output .pytest_cache
