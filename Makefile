@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/build/collections
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := true
 export PYTHONDONTWRITEBYTECODE := 1
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: setup test lint sanity units integration bench demo changelog clean
 
@@ -27,7 +28,9 @@ lint: setup
 	$(VENV)/bin/antsibull-changelog lint
 
 units: setup
-	bash tools/ansible-test.sh units --requirements
+	mkdir -p build
+	bash tools/ansible-test.sh units --requirements 2>&1 | tee build/units.log
+	grep -Eq '[1-9][0-9]* passed' build/units.log || { echo 'units: no unit test ran' >&2; exit 1; }
 
 integration: setup
 	$(PY) -m pytest -p no:cacheprovider tests/integration $(PYTEST_ARGS)

@@ -20,9 +20,9 @@ def main(argv):
     def report(name, ours_s, plain_s=None, note=''):
         ratio = (ours_s / plain_s) if plain_s else None
         rows.append((name, ours_s, plain_s, ratio, note))
-        print('bench: %-48s ours %9.3fs  plain %s  ratio %s  %s' % (
-            name, ours_s, '%9.3fs' % plain_s if plain_s else '        -', '%.2f' % ratio if ratio else '-', note),
-            flush=True)
+        plain = '-' if plain_s is None else '%.3fs' % plain_s
+        shown = '-' if ratio is None else '%.2f' % ratio
+        print('bench: %-48s ours %9.3fs  plain %10s  ratio %6s  %s' % (name, ours_s, plain, shown, note), flush=True)
 
     names = sorted(f for f in os.listdir(HERE) if f.startswith('bench_') and f.endswith('.py'))
     if argv:
@@ -45,7 +45,7 @@ def main(argv):
     print('|---|---:|---:|---:|---|')
     for name, ours, plain, ratio, note in rows:
         print('| %s | %.3f | %s | %s | %s |' % (
-            name, ours, '%.3f' % plain if plain else '-', '%.2f' % ratio if ratio else '-', note))
+            name, ours, '-' if plain is None else '%.3f' % plain, '-' if ratio is None else '%.2f' % ratio, note))
     return 1 if failures else 0
 
 

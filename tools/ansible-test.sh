@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-work=$(mktemp -d "$ROOT/build/ansible-test.XXXXXX")
+work=$(mktemp -d "${TMPDIR:-/tmp}/clinops-ansible-test.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 dest=$work/ansible_collections/clinops/upgrade
 mkdir -p "$dest"

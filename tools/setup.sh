@@ -16,7 +16,7 @@ APT_PACKAGES=(
   mariadb-server mariadb-client
   firebird3.0-server firebird3.0-utils libfbclient2
   sqlite3 orthanc dcmtk
-  openssh-server iproute2 rsync zstd util-linux procps
+  openssh-server iproute2 rsync zstd util-linux procps shellcheck
 )
 
 missing=()

@@ -144,7 +144,7 @@ def connect(params, autocommit=False):
                 kwargs['user'] = params['login_user']
             if params.get('login_password') is not None:
                 kwargs['password'] = params['login_password']
-            fb_driver_config.server_defaults.timeout.value = timeout
+            fb_driver_config.db_defaults.timeout.value = timeout
             return fb_connect(firebird_dsn(params), **kwargs)
     except DatabaseError:
         raise
@@ -172,5 +172,73 @@ def server_version(conn, engine):
     try:
         cur.execute(query)
         return str(cur.fetchone()[0])
+    finally:
+        cur.close()
+
+
+# --- table inventory (added for db_backup; generic, usable by any module) ---------------------
+
+def quote_identifier(engine, name):
+    """Quote one identifier for ``engine`` (backticks for MySQL, double quotes elsewhere)."""
+    if engine == 'mysql':
+        return '`%s`' % name.replace('`', '``')
+    if engine == 'mssql':
+        return '[%s]' % name.replace(']', ']]')
+    return '"%s"' % name.replace('"', '""')
+
+
+def list_tables(conn, engine):
+    """The user tables of the connected database, sorted, as ``schema.table`` (PostgreSQL) or ``table``."""
+    query = {
+        'postgresql': ("SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                       " WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition"
+                       " AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+                       " AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'"),
+        'mysql': ("SELECT table_name FROM information_schema.tables"
+                  " WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE'"),
+        'sqlite': "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+        'firebird': ("SELECT TRIM(rdb$relation_name) FROM rdb$relations"
+                     " WHERE COALESCE(rdb$system_flag, 0) = 0 AND rdb$view_blr IS NULL AND rdb$relation_type IN (0, 1)"),
+    }[engine]
+    cur = conn.cursor()
+    try:
+        cur.execute(query)
+        return sorted(str(row[0]) for row in cur.fetchall())
+    finally:
+        cur.close()
+
+
+def table_row_counts(conn, engine, tables=None):
+    """Exact ``SELECT count(*)`` of each table (default: :func:`list_tables`) as ``{table: rows}``."""
+    if tables is None:
+        tables = list_tables(conn, engine)
+    counts = {}
+    cur = conn.cursor()
+    try:
+        for table in tables:
+            parts = table.split('.', 1) if engine == 'postgresql' else [table]
+            cur.execute('SELECT count(*) FROM %s' % '.'.join(quote_identifier(engine, p) for p in parts))
+            counts[table] = int(cur.fetchone()[0])
+    finally:
+        cur.close()
+    return counts
+
+
+def database_size(conn, engine):
+    """Bytes the connected database occupies on the server, as the server reports it (None if unknown)."""
+    query = {
+        'postgresql': 'SELECT pg_database_size(current_database())',
+        'mysql': ('SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables'
+                  ' WHERE table_schema = DATABASE()'),
+        'sqlite': 'SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()',
+        'firebird': 'SELECT mon$page_size * mon$pages FROM mon$database',
+    }.get(engine)
+    if query is None:
+        return None
+    cur = conn.cursor()
+    try:
+        cur.execute(query)
+        row = cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else None
     finally:
         cur.close()
