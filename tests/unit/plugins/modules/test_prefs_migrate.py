@@ -1,0 +1,287 @@
+# -*- coding: utf-8 -*-
+# Copyright: clinops.upgrade contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from unittest import mock
+
+import pytest
+
+from ansible.module_utils import basic
+from ansible_collections.clinops.upgrade.plugins.modules import prefs_migrate
+
+try:
+    from ansible.module_utils.testing import patch_module_args
+except ImportError:  # ansible-core < 2.19
+    import contextlib
+
+    @contextlib.contextmanager
+    def patch_module_args(args):
+        with mock.patch.object(basic, '_ANSIBLE_ARGS', json.dumps({'ANSIBLE_MODULE_ARGS': args}).encode()):
+            yield
+
+
+class Exit(Exception):
+    def __init__(self, result):
+        super().__init__(result)
+        self.result = result
+
+
+class Fail(Exception):
+    def __init__(self, result):
+        super().__init__(result)
+        self.result = result
+
+
+def _exit(self, **kwargs):
+    raise Exit(kwargs)
+
+
+def _fail(self, **kwargs):
+    raise Fail(kwargs)
+
+
+def run(args, check=False, diff=False, fail=False):
+    args = dict(args)
+    args['_ansible_check_mode'] = check
+    args['_ansible_diff'] = diff
+    with patch_module_args(args), mock.patch.object(basic.AnsibleModule, 'exit_json', _exit), \
+            mock.patch.object(basic.AnsibleModule, 'fail_json', _fail):
+        with pytest.raises(Fail if fail else Exit) as info:
+            prefs_migrate.main()
+    return info.value.result
+
+
+def write(path, data, mode=None):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'wb') as handle:
+        handle.write(data if isinstance(data, bytes) else data.encode('latin-1'))
+    if mode is not None:
+        os.chmod(path, mode)
+
+
+def read(path):
+    with open(path, 'rb') as handle:
+        return handle.read()
+
+
+def snapshot(root):
+    """Every path below root with its type, mode and content hash."""
+    out = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            st = os.lstat(path)
+            digest = hashlib.sha256(read(path)).hexdigest() if stat.S_ISREG(st.st_mode) else None
+            out[os.path.relpath(path, root)] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), digest)
+    return out
+
+
+@pytest.fixture
+def roots(tmp_path):
+    src, dest = tmp_path / 'old', tmp_path / 'new'
+    write(str(src / 'Server Database/Preferences/backup.xml'), b'<backup><interval>6</interval></backup>')
+    write(str(src / 'Server Database/cert.pem'), b'-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n', 0o644)
+    write(str(src / 'Server Database/key.pem'), b'-----BEGIN PRIVATE KEY-----\nSECRETKEY\n-----END PRIVATE KEY-----\n', 0o600)
+    write(str(src / 'conf/server.properties'), b'# old\r\nport=9090\r\ndb.password=geheim\r\nlegacy=1\r\n')
+    write(str(dest / 'Server Database/Preferences/backup.xml'), b'<backup><interval>24</interval></backup>')
+    write(str(dest / 'conf/server.properties'), b'# new\r\nport=8080\r\ndb.password=\r\nfresh=1\r\n')
+    return dict(src=str(src), dest=str(dest), backup_dir=str(tmp_path / 'backup'))
+
+
+ITEMS = [dict(path='Server Database/Preferences'), dict(path='Server Database/*.pem'),
+         dict(path='conf/*.properties', mode='merge')]
+
+
+def test_copy_merge_backup_and_rerun(roots):
+    args = dict(roots, items=ITEMS)
+    before = snapshot(roots['dest'])
+    result = run(args, check=True, diff=True)
+    assert result['changed'] is True
+    assert snapshot(roots['dest']) == before
+    assert not os.path.exists(roots['backup_dir'])
+    assert 'SECRETKEY' not in json.dumps(result['diff']) and 'geheim' not in json.dumps(result['diff'])
+
+    result = run(args)
+    assert result['changed'] is True
+    assert sorted(result['copied']) == ['Server Database/Preferences/backup.xml', 'Server Database/cert.pem', 'Server Database/key.pem']
+    assert result['merged'] == [dict(path='conf/server.properties', format='properties', keys=['port', 'db.password'],
+                                     added=['fresh'], changed=True)]
+    assert result['dropped_keys'] == {'conf/server.properties': ['legacy']}
+    dest = roots['dest']
+    assert read(os.path.join(dest, 'conf/server.properties')) == b'# new\r\nport=9090\r\ndb.password=geheim\r\nfresh=1\r\n'
+    assert read(os.path.join(dest, 'Server Database/Preferences/backup.xml')) == b'<backup><interval>6</interval></backup>'
+    assert stat.S_IMODE(os.stat(os.path.join(dest, 'Server Database/key.pem')).st_mode) == 0o600
+    # the replaced files are in the backup, the manifest lists what was created
+    backup = result['backup_dir']
+    assert backup == roots['backup_dir']
+    assert read(os.path.join(backup, 'Server Database/Preferences/backup.xml')) == b'<backup><interval>24</interval></backup>'
+    assert read(os.path.join(backup, 'conf/server.properties')) == b'# new\r\nport=8080\r\ndb.password=\r\nfresh=1\r\n'
+    manifest = json.loads(read(os.path.join(backup, prefs_migrate.MANIFEST)))
+    assert sorted(manifest['created']) == ['Server Database/cert.pem', 'Server Database/key.pem']
+    assert not [n for n in os.listdir(os.path.join(dest, 'conf')) if n.endswith('.prefs_migrate')]
+
+    after = snapshot(dest)
+    again = run(dict(args, backup_dir=None))
+    assert again['changed'] is False
+    assert again['copied'] == [] and again['backup_dir'] is None
+    assert snapshot(dest) == after
+
+
+def test_rerun_compares_size_and_mtime_before_hashing(roots):
+    args = dict(roots, items=[dict(path='Server Database')])
+    run(args)
+    with mock.patch.object(prefs_migrate, 'sha256_file', side_effect=AssertionError('hashed')):
+        assert run(args)['changed'] is False
+
+
+def test_same_size_other_mtime_is_hashed(roots):
+    args = dict(roots, items=[dict(path='Server Database/cert.pem')])
+    run(args)
+    target = os.path.join(roots['dest'], 'Server Database/cert.pem')
+    os.utime(target, (1, 1))
+    write(target, read(target).replace(b'AAA', b'BBB'))
+    result = run(dict(args, backup_dir=roots['backup_dir'] + '2'))
+    assert result['copied'] == ['Server Database/cert.pem']
+    assert b'AAA' in read(target)
+
+
+def test_mode_only_difference_is_fixed(roots):
+    args = dict(roots, items=[dict(path='Server Database/key.pem')])
+    run(args)
+    target = os.path.join(roots['dest'], 'Server Database/key.pem')
+    os.chmod(target, 0o644)
+    result = run(dict(args, backup_dir=roots['backup_dir'] + '2'))
+    assert result['changed'] is True
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
+
+
+def test_defaults_tell_customised_from_stale(roots, tmp_path):
+    defaults = tmp_path / 'pristine'
+    write(str(defaults / 'conf/server.properties'), b'port=9090\r\ndb.password=\r\nlegacy=1\r\n')
+    result = run(dict(roots, defaults=str(defaults), items=[dict(path='conf', mode='merge')]))
+    assert result['merged'][0]['keys'] == ['db.password']  # port=9090 was the old default: the new one wins
+    assert read(os.path.join(roots['dest'], 'conf/server.properties')) == b'# new\r\nport=8080\r\ndb.password=geheim\r\nfresh=1\r\n'
+
+
+def test_keep_wins_when_last(roots):
+    items = [dict(path='conf', mode='copy'), dict(path='conf/server.properties', mode='keep')]
+    result = run(dict(roots, items=items))
+    assert result['kept'] == ['conf/server.properties'] and result['changed'] is False
+
+
+def test_missing_and_required(roots):
+    result = run(dict(roots, items=[dict(path='nope/*.ini')]))
+    assert result['missing'] == ['nope/*.ini'] and result['changed'] is False
+    before = snapshot(roots['dest'])
+    result = run(dict(roots, items=ITEMS + [dict(path='nope', required=True)]), fail=True)
+    assert 'required' in result['msg'] and 'nope' in result['msg']
+    assert snapshot(roots['dest']) == before
+
+
+@pytest.mark.parametrize('case', ['src-missing', 'dest-missing', 'dest-in-src', 'same', 'backup-in-dest', 'abs-item', 'dotdot-item'])
+def test_bad_input_fails_before_writing(roots, tmp_path, case):
+    args = dict(roots, items=ITEMS)
+    if case == 'src-missing':
+        args['src'] = str(tmp_path / 'absent')
+    elif case == 'dest-missing':
+        args['dest'] = str(tmp_path / 'absent')
+    elif case == 'dest-in-src':
+        os.makedirs(os.path.join(roots['src'], 'inner'))
+        args['dest'] = os.path.join(roots['src'], 'inner')
+    elif case == 'same':
+        args['dest'] = roots['src'] + '/.'
+    elif case == 'backup-in-dest':
+        args['backup_dir'] = os.path.join(roots['dest'], 'bk')
+    elif case == 'abs-item':
+        args['items'] = [dict(path='/etc/passwd')]
+    elif case == 'dotdot-item':
+        args['items'] = [dict(path='conf/../../etc')]
+    before = snapshot(str(tmp_path))
+    result = run(args, fail=True)
+    assert result['msg']
+    assert snapshot(str(tmp_path)) == before
+
+
+def test_malformed_properties_fails_before_writing(roots, tmp_path):
+    write(os.path.join(roots['src'], 'conf/server.properties'), b'port=\\u12G4\n')
+    before = snapshot(str(tmp_path))
+    result = run(dict(roots, items=ITEMS), fail=True)
+    assert 'malformed' in result['msg'] and 'server.properties' in result['msg']
+    assert snapshot(str(tmp_path)) == before
+
+
+def test_symlink_escaping_src_refused(roots, tmp_path):
+    write(str(tmp_path / 'outside/secret.txt'), b'x')
+    os.symlink(str(tmp_path / 'outside/secret.txt'), os.path.join(roots['src'], 'Server Database/Preferences/link.txt'))
+    result = run(dict(roots, items=ITEMS), fail=True)
+    assert 'outside' in result['msg']
+    assert not os.path.exists(os.path.join(roots['dest'], 'Server Database/cert.pem'))
+
+
+def test_symlink_inside_root_followed(roots):
+    os.symlink('backup.xml', os.path.join(roots['src'], 'Server Database/Preferences/alias.xml'))
+    result = run(dict(roots, items=ITEMS))
+    assert 'Server Database/Preferences/alias.xml' in result['copied']
+
+
+def test_dest_symlink_escaping_refused(roots, tmp_path):
+    os.makedirs(str(tmp_path / 'elsewhere'))
+    os.symlink(str(tmp_path / 'elsewhere'), os.path.join(roots['dest'], 'Server Database/Preferences/sub'))
+    write(os.path.join(roots['src'], 'Server Database/Preferences/sub/x.xml'), b'<x/>')
+    result = run(dict(roots, items=ITEMS), fail=True)
+    assert 'outside' in result['msg']
+    assert os.listdir(str(tmp_path / 'elsewhere')) == []
+
+
+def test_special_file_refused(roots):
+    os.mkfifo(os.path.join(roots['src'], 'Server Database/Preferences/pipe'))
+    result = run(dict(roots, items=ITEMS), fail=True)
+    assert 'special file' in result['msg'] and 'fifo' in result['msg']
+
+
+def test_unknown_extension_with_auto_refused(roots):
+    write(os.path.join(roots['src'], 'conf/x.bin'), b'x')
+    write(os.path.join(roots['dest'], 'conf/x.bin'), b'y')
+    result = run(dict(roots, items=[dict(path='conf/x.bin', mode='merge')]), fail=True)
+    assert 'cannot tell the format' in result['msg']
+
+
+@pytest.mark.parametrize('fail_at', [1, 3])
+def test_failure_part_way_restores_dest(roots, tmp_path, fail_at):
+    write(os.path.join(roots['src'], 'Server Database/Preferences/deep/new/file.xml'), b'<n/>')
+    before = snapshot(roots['dest'])
+    real_replace = os.replace
+    calls = []
+
+    def flaky(a, b):
+        calls.append(b)
+        if len(calls) == fail_at:
+            raise OSError(28, 'No space left on device')
+        return real_replace(a, b)
+
+    with mock.patch.object(prefs_migrate.os, 'replace', side_effect=flaky):
+        result = run(dict(roots, items=ITEMS), fail=True)
+    assert 'restored dest' in result['msg']
+    assert snapshot(roots['dest']) == before
+    assert not os.path.exists(roots['backup_dir'])
+
+
+def test_verification_mismatch_restores_dest(roots):
+    before = snapshot(roots['dest'])
+    with mock.patch.object(prefs_migrate, 'sha256_file', return_value='0' * 64):
+        result = run(dict(roots, items=ITEMS), fail=True)
+    assert 'sha256' in result['msg']
+    assert snapshot(roots['dest']) == before
+
+
+def test_default_backup_dir_beside_dest(roots):
+    args = dict(roots, items=ITEMS, backup_dir=None)
+    result = run(args)
+    assert os.path.dirname(result['backup_dir']) == os.path.dirname(roots['dest'])
+    assert os.path.basename(result['backup_dir']).startswith('new.prefs_backup-')
