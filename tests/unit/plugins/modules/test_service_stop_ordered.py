@@ -1,0 +1,385 @@
+# -*- coding: utf-8 -*-
+# Copyright: clinops.upgrade contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""service_stop_ordered: input checks, ordering, process-table helpers, supervisord config reading, and the
+module entry point on the systemd backend (systemctl replaced by a fake, since these hosts have no systemd)."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.clinops.upgrade.plugins.module_utils import service_stop_ordered as utils
+from ansible_collections.clinops.upgrade.plugins.modules import service_stop_ordered as mod
+
+
+class ExitJson(Exception):
+    pass
+
+
+class FailJson(Exception):
+    pass
+
+
+def svc(name, **kwargs):
+    base = dict(name=name, backend='auto', timeout=60, port=None, host='127.0.0.1', pidfile=None, pattern=None,
+                start_command=None, stop_command=None, kill_after=False)
+    base.update(kwargs)
+    return base
+
+
+def params(services, **kwargs):
+    base = dict(services=services, state='stopped', reverse=True, only=None, supervisor_config=None,
+                supervisor_url=None, supervisor_username=None, supervisor_password=None, poll_interval=0.5, drain=None)
+    base.update(kwargs)
+    return base
+
+
+# ---------------------------------------------------------------- input checks
+
+@pytest.mark.parametrize('services, extra, expected', [
+    ([svc('a'), svc('a')], {}, 'duplicate service name a'),
+    ([svc('a', timeout=-1)], {}, 'timeout -1 is negative'),
+    ([svc('a', port=70000)], {}, 'port 70000 is out of range'),
+    ([svc('a', pattern='(')], {}, 'pattern is not a valid regular expression'),
+    ([svc('a', backend='windows')], {}, 'backend windows works only on Windows hosts'),
+    ([svc('a', backend='supervisor')], {}, 'needs supervisor_config or supervisor_url'),
+    ([svc('a', backend='script', port=80)], {}, 'needs stop_command, pidfile or pattern'),
+    ([svc('a', backend='script', stop_command='x')], {}, 'needs pidfile, pattern or port'),
+    ([svc('a', backend='script', pidfile='/p')], {'state': 'started'}, 'needs start_command for state started'),
+    ([svc('a')], {'only': ['a', 'b']}, 'not in services: b'),
+    ([], {}, 'services is empty'),
+    ([svc('a')], {'poll_interval': 0}, 'poll_interval must be positive'),
+    ([svc('a')], {'drain': dict(command='c', query=None, connection=None, max_wait=-1, interval=1,
+                                on_timeout='fail', broadcast=None)}, 'drain.max_wait -1 is negative'),
+    ([svc('a')], {'drain': dict(command=None, query='select 1', max_wait=1, interval=1, on_timeout='fail', broadcast=None,
+                                connection=dict(engine='sqlite', path=None))}, 'engine sqlite needs path'),
+])
+def test_check_params_refuses(services, extra, expected):
+    errors = utils.check_params(params(services, **extra))
+    assert any(expected in e for e in errors), errors
+
+
+def test_check_params_accepts_good_input():
+    assert utils.check_params(params([svc('a', port=1, timeout=0), svc('b', backend='script', pidfile='/p')])) == []
+
+
+def test_check_params_windows():
+    errors = utils.check_params(params([svc('a', backend='sysvinit'), svc('b', pidfile='/x')]), windows=True)
+    assert any('backend sysvinit does not exist on a Windows host' in e for e in errors)
+    assert any('POSIX options' in e for e in errors)
+    assert utils.check_params(params([svc('a', backend='windows'), svc('b')]), windows=True) == []
+
+
+@pytest.mark.parametrize('state, reverse, only, stop, start', [
+    ('stopped', True, None, ['a', 'b', 'c'], []),
+    ('started', True, None, [], ['c', 'b', 'a']),
+    ('started', False, None, [], ['a', 'b', 'c']),
+    ('restarted', True, None, ['a', 'b', 'c'], ['c', 'b', 'a']),
+    ('stopped', True, ['c', 'a'], ['a', 'c'], []),
+    ('started', True, ['c', 'a'], [], ['c', 'a']),
+    ('started', True, [], [], []),
+])
+def test_plan(state, reverse, only, stop, start):
+    services = [svc('a'), svc('b'), svc('c')]
+    stop_order, start_order = utils.plan(services, state, reverse, only)
+    assert [s['name'] for s in stop_order] == stop
+    assert [s['name'] for s in start_order] == start
+
+
+@pytest.mark.parametrize('text, count', [('3 users', 3), ('count\n0\n', 0), ('', None), ('none', None), ('  12', 12)])
+def test_parse_count(text, count):
+    assert utils.parse_count(text) == count
+
+
+def test_drain_message():
+    assert utils.drain_message('Stop in {minutes} min, {count} users', 125, 4) == 'Stop in 3 min, 4 users'
+    assert utils.drain_message('Update', 60, 1) == 'Update (services stop in 1 minute)'
+    assert utils.drain_message('Update', 0, 1) == 'Update (services stop in 0 minutes)'
+
+
+# ---------------------------------------------------------------- supervisord.conf
+
+@pytest.mark.parametrize('body, url, user', [
+    ('[unix_http_server]\nfile=%(here)s/s.sock\nusername=u\npassword=p\n', 'unix://{here}/s.sock', 'u'),
+    ('[inet_http_server]\nport=127.0.0.1:9001\n', 'http://127.0.0.1:9001', None),
+    ('[inet_http_server]\nport=*:9002\n', 'http://127.0.0.1:9002', None),
+    ('[unix_http_server]\nfile=/x.sock\n[supervisorctl]\nserverurl=http://127.0.0.1:1 ; comment\nusername=z\n',
+     'http://127.0.0.1:1', 'z'),
+])
+def test_read_supervisor_config(tmp_path, body, url, user):
+    path = tmp_path / 'supervisord.conf'
+    path.write_text(body)
+    got_url, got_user, dummy = utils.read_supervisor_config(str(path))
+    assert got_url == url.format(here=str(tmp_path))
+    assert got_user == user
+
+
+def test_read_supervisor_config_without_server(tmp_path):
+    path = tmp_path / 'supervisord.conf'
+    path.write_text('[supervisord]\nnodaemon=true\n')
+    with pytest.raises(utils.SupervisorError, match='has no'):
+        utils.read_supervisor_config(str(path))
+    with pytest.raises(utils.SupervisorError, match='cannot read'):
+        utils.read_supervisor_config(str(tmp_path / 'missing.conf'))
+
+
+def test_supervisor_unreachable_socket(tmp_path):
+    client = utils.Supervisor('unix://%s' % (tmp_path / 'none.sock'), timeout=1)
+    with pytest.raises(utils.SupervisorError, match='cannot talk to supervisord'):
+        client.names()
+    with pytest.raises(utils.SupervisorError, match='neither'):
+        utils.Supervisor('ftp://x')
+
+
+# ---------------------------------------------------------------- the process table
+
+def test_pid_alive_counts_zombies_as_gone():
+    assert mod.pid_alive(os.getpid())
+    assert not mod.pid_alive(0)
+    assert not mod.pid_alive(2 ** 22 + 12345)
+    child = subprocess.Popen([sys.executable, '-c', 'pass'])
+    deadline = time.monotonic() + 10
+    while mod.pid_alive(child.pid) and time.monotonic() < deadline:  # exits, stays a zombie until wait()
+        time.sleep(0.05)
+    assert os.path.exists('/proc/%d' % child.pid)
+    assert not mod.pid_alive(child.pid)
+    child.wait()
+
+
+def test_read_pidfile(tmp_path):
+    path = tmp_path / 'x.pid'
+    assert mod.read_pidfile(str(path)) is None
+    path.write_text('1234\n')
+    assert mod.read_pidfile(str(path)) == 1234
+    path.write_text('garbage')
+    assert mod.read_pidfile(str(path)) is None
+    assert mod.read_pidfile(None) is None
+
+
+def test_pattern_pids_finds_a_process_but_not_this_one():
+    marker = 'clinops-pattern-%d' % os.getpid()
+    child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)', marker])
+    try:
+        assert mod.pattern_pids(re.compile(re.escape(marker))) == [child.pid]
+        assert os.getpid() not in mod.pattern_pids(re.compile('python|pytest'))
+    finally:
+        child.kill()
+        child.wait()
+    assert mod.pattern_pids(re.compile(re.escape(marker))) == []
+
+
+def test_port_open_and_holders():
+    srv = socket.socket()
+    srv.bind(('127.0.0.1', 0))
+    srv.listen(5)
+    port = srv.getsockname()[1]
+    try:
+        assert mod.port_open('127.0.0.1', port)
+        assert os.getpid() in mod.port_holders(port)
+    finally:
+        srv.close()
+    assert not mod.port_open('127.0.0.1', port)
+    assert mod.port_holders(port) == []
+
+
+def test_run_with_deadline():
+    assert utils.run_with_deadline([sys.executable, '-c', 'print("hi")'], 10) == (0, 'hi')
+    started = time.monotonic()
+    rc, dummy = utils.run_with_deadline([sys.executable, '-c', 'import time; time.sleep(30)'], 0.5)
+    assert rc is None and time.monotonic() - started < 10
+    assert utils.run_with_deadline(['/nonexistent/program'], 1)[0] == 127
+
+
+# ---------------------------------------------------------------- the entry point, systemd faked
+
+class FakeSystemd:
+    """Units with an ActiveState; ``stop --no-block`` takes ``polls`` looks to finish; ``hang`` units never stop."""
+
+    def __init__(self, units, polls=2, hang=()):
+        self.units = dict((name, dict(state=state, pid=1000 + i if state == 'active' else 0, left=0))
+                          for i, (name, state) in enumerate(units.items()))
+        self.polls = polls
+        self.hang = set(hang)
+        self.calls = []
+
+    def run_command(self, argv, **kwargs):  # pylint: disable=unused-argument
+        assert argv[0] == '/bin/systemctl', argv
+        verb, name = argv[1], argv[-1]
+        if verb != 'show':
+            self.calls.append((verb, name) + tuple(a for a in argv[2:-2]))
+        unit = self.units.get(name)
+        if verb == 'show':
+            if unit is None:
+                return 0, 'LoadState=not-found\nActiveState=inactive\nSubState=dead\nMainPID=0\n', ''
+            if unit['state'] == 'deactivating' and name not in self.hang:
+                unit['left'] -= 1
+                if unit['left'] <= 0:
+                    unit.update(state='inactive', pid=0)
+            if unit['state'] == 'activating':
+                unit.update(state='active', pid=4242)
+            return 0, 'LoadState=loaded\nActiveState=%s\nSubState=x\nMainPID=%d\n' % (unit['state'], unit['pid']), ''
+        if verb == 'stop':
+            unit.update(state='deactivating', left=self.polls)
+        elif verb == 'start':
+            unit.update(state='activating')
+        elif verb == 'kill':
+            unit.update(state='inactive', pid=0)
+        return 0, '', ''
+
+
+@pytest.fixture
+def fake_systemd(monkeypatch, tmp_path):
+    def exit_json(self, **kwargs):  # pylint: disable=unused-argument
+        raise ExitJson(kwargs)
+
+    def fail_json(self, **kwargs):  # pylint: disable=unused-argument
+        raise FailJson(kwargs)
+
+    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
+    (tmp_path / 'systemd').mkdir()
+    monkeypatch.setattr(mod, 'SYSTEMD_DIR', str(tmp_path / 'systemd'))
+    monkeypatch.setattr(mod, 'INIT_D', str(tmp_path / 'init.d'))
+    monkeypatch.setattr(mod, 'KILL_WAIT', 1.0)
+    monkeypatch.setattr(mod, 'pid_alive', lambda pid: False)  # the fake MainPIDs are not real processes
+    monkeypatch.setattr(basic.AnsibleModule, 'get_bin_path',
+                        lambda self, name, required=False, opt_dirs=None: '/bin/%s' % name)
+    holder = {}
+
+    def install(fake):
+        holder['fake'] = fake
+        monkeypatch.setattr(basic.AnsibleModule, 'run_command', lambda self, argv, **kw: fake.run_command(argv, **kw))
+        return fake
+    return install
+
+
+def run_module(args, check_mode=False):
+    if check_mode:
+        args = dict(args, _ansible_check_mode=True)
+    with patch_module_args(args):
+        try:
+            mod.main()
+        except (ExitJson, FailJson) as exc:
+            return exc.__class__, exc.args[0]
+    raise AssertionError('the module neither exited nor failed')
+
+
+UNITS = [{'name': 'pmod-dicom'}, {'name': 'pmod-ts'}, {'name': 'pmod-ls'}]
+
+
+def test_systemd_stop_in_order(fake_systemd):
+    fake = fake_systemd(FakeSystemd({'pmod-dicom': 'active', 'pmod-ts': 'active', 'pmod-ls': 'active'}))
+    kind, res = run_module({'services': UNITS, 'poll_interval': 0.01})
+    assert kind is ExitJson, res
+    assert res['changed'] and res['order'] == ['pmod-dicom', 'pmod-ts', 'pmod-ls']
+    assert fake.calls == [('stop', 'pmod-dicom', '--no-block'), ('stop', 'pmod-ts', '--no-block'),
+                          ('stop', 'pmod-ls', '--no-block')]
+    assert [s['backend'] for s in res['services']] == ['systemd'] * 3
+    assert all(u['state'] == 'inactive' for u in fake.units.values())
+
+
+def test_systemd_check_mode_touches_nothing(fake_systemd):
+    fake = fake_systemd(FakeSystemd({'pmod-dicom': 'active', 'pmod-ts': 'inactive', 'pmod-ls': 'active'}))
+    kind, res = run_module({'services': UNITS}, check_mode=True)
+    assert kind is ExitJson and res['changed']
+    assert res['order'] == ['pmod-dicom', 'pmod-ls']
+    assert res['previously_running'] == ['pmod-dicom', 'pmod-ls']
+    assert fake.calls == []
+
+
+def test_systemd_idempotent(fake_systemd):
+    fake = fake_systemd(FakeSystemd({'pmod-dicom': 'inactive', 'pmod-ts': 'failed', 'pmod-ls': 'inactive'}))
+    kind, res = run_module({'services': UNITS})
+    assert kind is ExitJson and not res['changed'] and res['order'] == []
+    assert fake.calls == []
+
+
+def test_systemd_hang_fails_and_leaves_later_units(fake_systemd):
+    fake = fake_systemd(FakeSystemd({'pmod-dicom': 'active', 'pmod-ts': 'active', 'pmod-ls': 'active'}, hang=['pmod-ts']))
+    units = [dict(UNITS[0]), dict(UNITS[1], timeout=1), dict(UNITS[2])]
+    kind, res = run_module({'services': units, 'poll_interval': 0.05})
+    assert kind is FailJson, res
+    assert 'service pmod-ts did not stop within 1 s' in res['msg'] and 'systemd state deactivating' in res['msg']
+    assert 'not touched: pmod-ls' in res['msg']
+    assert ('stop', 'pmod-ls', '--no-block') not in fake.calls
+    assert fake.units['pmod-ls']['state'] == 'active'
+    assert [s['action'] for s in res['services']] == ['stopped', 'failed', 'none']
+
+
+def test_systemd_kill_after(fake_systemd):
+    fake = fake_systemd(FakeSystemd({'pmod-dicom': 'active'}, hang=['pmod-dicom']))
+    kind, res = run_module({'services': [{'name': 'pmod-dicom', 'timeout': 0, 'kill_after': True}], 'poll_interval': 0.01})
+    assert kind is ExitJson, res
+    assert ('kill', 'pmod-dicom', '--signal=SIGKILL') in fake.calls
+    assert res['services'][0]['action'] == 'killed'
+
+
+def test_systemd_start_reverse_with_only(fake_systemd):
+    fake = fake_systemd(FakeSystemd({'pmod-dicom': 'inactive', 'pmod-ts': 'inactive', 'pmod-ls': 'inactive'}))
+    kind, res = run_module({'services': UNITS, 'state': 'started', 'only': ['pmod-dicom', 'pmod-ls'], 'poll_interval': 0.01})
+    assert kind is ExitJson, res
+    assert fake.calls == [('start', 'pmod-ls', '--no-block'), ('start', 'pmod-dicom', '--no-block')]
+    assert res['order'] == ['pmod-ls', 'pmod-dicom']
+    assert [s['name'] for s in res['services']] == ['pmod-dicom', 'pmod-ls']
+
+
+@pytest.mark.parametrize('services, expected', [
+    ([{'name': 'pmod-dicom'}, {'name': 'missing-unit'}], 'cannot find service missing-unit'),
+    ([{'name': 'pmod-dicom'}, {'name': 'missing-unit', 'backend': 'systemd'}], 'systemd has no unit missing-unit'),
+    ([{'name': 'pmod-dicom'}, {'name': 'pmod-dicom'}], 'duplicate service name pmod-dicom'),
+    ([{'name': 'pmod-dicom', 'timeout': -3}], 'timeout -3 is negative'),
+    ([{'name': 'pmod-dicom', 'backend': 'sysvinit'}], 'there is no init script'),
+])
+def test_bad_input_touches_nothing(fake_systemd, services, expected):
+    fake = fake_systemd(FakeSystemd({'pmod-dicom': 'active'}))
+    kind, res = run_module({'services': services})
+    assert kind is FailJson
+    assert expected in res['msg'] and 'nothing was stopped' in res['msg']
+    assert fake.calls == []
+
+
+def test_unknown_backend_is_refused_by_the_spec(fake_systemd):
+    fake = fake_systemd(FakeSystemd({'pmod-dicom': 'active'}))
+    kind, res = run_module({'services': [{'name': 'pmod-dicom', 'backend': 'upstart'}]})
+    assert kind is FailJson and 'upstart' in res['msg']
+    assert fake.calls == []
+
+
+def test_drain_command_failure_stops_nothing(fake_systemd, monkeypatch):
+    fake = fake_systemd(FakeSystemd({'pmod-dicom': 'active'}))
+    orig = fake.run_command
+
+    def run_command(argv, **kwargs):
+        if argv[0] == 'count-users':
+            return 2, '', 'database down'
+        return orig(argv, **kwargs)
+    monkeypatch.setattr(basic.AnsibleModule, 'run_command', lambda self, argv, **kw: run_command(argv, **kw))
+    kind, res = run_module({'services': [{'name': 'pmod-dicom'}], 'drain': {'command': 'count-users'}})
+    assert kind is FailJson and 'database down' in res['msg'] and 'before anything was stopped' in res['msg']
+    assert fake.calls == []
+
+
+def test_drain_sqlite_query(fake_systemd, tmp_path):
+    import sqlite3
+    db = str(tmp_path / 'sessions.db')
+    conn = sqlite3.connect(db)
+    conn.execute('CREATE TABLE sessions (user TEXT)')
+    conn.commit()
+    conn.close()
+    fake = fake_systemd(FakeSystemd({'pmod-dicom': 'active'}))
+    kind, res = run_module({'services': [{'name': 'pmod-dicom'}], 'poll_interval': 0.01,
+                            'drain': {'query': 'SELECT count(*) FROM sessions', 'max_wait': 5,
+                                      'connection': {'engine': 'sqlite', 'path': db}}})
+    assert kind is ExitJson, res
+    assert res['drain']['count'] == 0 and res['drain']['polls'] == 1 and not res['drain']['timed_out']
+    assert fake.calls == [('stop', 'pmod-dicom', '--no-block')]
