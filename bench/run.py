@@ -14,15 +14,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), 'tests', 'integration'))
 
 
+def _fmt(value, spec):
+    """A number formatted with ``spec``, or '-' when there is none."""
+    return '-' if value is None else format(value, spec)
+
+
 def main(argv):
     rows = []
 
     def report(name, ours_s, plain_s=None, note=''):
         ratio = (ours_s / plain_s) if plain_s else None
         rows.append((name, ours_s, plain_s, ratio, note))
-        plain = '-' if plain_s is None else '%.3fs' % plain_s
-        shown = '-' if ratio is None else '%.2f' % ratio
-        print('bench: %-48s ours %9.3fs  plain %10s  ratio %6s  %s' % (name, ours_s, plain, shown, note), flush=True)
+        print('bench: %-48s ours %9.3fs  plain %10s  ratio %6s  %s' % (
+            name, ours_s, _fmt(plain_s, '.3f'), _fmt(ratio, '.2f'), note), flush=True)
 
     names = sorted(f for f in os.listdir(HERE) if f.startswith('bench_') and f.endswith('.py'))
     if argv:
@@ -44,8 +48,7 @@ def main(argv):
     print('| benchmark | ours (s) | plain tool (s) | ratio ours/plain | note |')
     print('|---|---:|---:|---:|---|')
     for name, ours, plain, ratio, note in rows:
-        print('| %s | %.3f | %s | %s | %s |' % (
-            name, ours, '-' if plain is None else '%.3f' % plain, '-' if ratio is None else '%.2f' % ratio, note))
+        print('| %s | %.3f | %s | %s | %s |' % (name, ours, _fmt(plain, '.3f'), _fmt(ratio, '.2f'), note))
     return 1 if failures else 0
 
 
