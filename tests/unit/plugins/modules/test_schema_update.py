@@ -1,0 +1,339 @@
+# -*- coding: utf-8 -*-
+# Copyright: clinops.upgrade contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+
+import pytest
+
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.clinops.upgrade.plugins.module_utils import schema_update as su
+from ansible_collections.clinops.upgrade.plugins.modules import schema_update
+
+
+class ExitJson(Exception):
+    pass
+
+
+class FailJson(Exception):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def patched(monkeypatch):
+    def exit_json(self, **kwargs):
+        raise ExitJson(kwargs)
+
+    def fail_json(self, **kwargs):
+        kwargs['failed'] = True
+        raise FailJson(kwargs)
+
+    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
+
+
+def run_module(args, check=False, diff=False):
+    args = dict(args)
+    if check:
+        args['_ansible_check_mode'] = True
+    if diff:
+        args['_ansible_diff'] = True
+    with patch_module_args(args):
+        with pytest.raises((ExitJson, FailJson)) as caught:
+            schema_update.main()
+    return caught.value.args[0]
+
+
+def write(folder, files):
+    os.makedirs(str(folder), exist_ok=True)
+    for name, text in files.items():
+        with open(os.path.join(str(folder), name), 'w', encoding='utf-8') as handle:
+            handle.write(text)
+    return str(folder)
+
+
+# ---------------------------------------------------------------------------------------------
+# files
+# ---------------------------------------------------------------------------------------------
+def test_scan_orders_numerically_and_reads_headers(tmp_path):
+    folder = write(tmp_path, {
+        'V6.0.10__ten.sql': 'SELECT 10;', 'V6.0.9__nine.sql': '-- phase: pre\nSELECT 9;',
+        'V6_1__six_one.sql': '-- phase: post\nSELECT 61;', 'README.md': 'ignored', '.hidden.sql': 'ignored',
+    })
+    found = su.scan_migrations(folder)
+    assert [m.version.text for m in found] == ['6.0.9', '6.0.10', '6.1']
+    assert [m.phase for m in found] == ['pre', 'offline', 'post']
+    assert found[2].description == 'six one' and found[2].filename == 'V6_1__six_one.sql'
+
+
+@pytest.mark.parametrize('files, message', [
+    ({'V1_create.sql': 'SELECT 1;'}, 'malformed'),
+    ({'v1__lower.sql': 'SELECT 1;'}, 'malformed'),
+    ({'R__repeatable.sql': 'SELECT 1;'}, 'malformed'),
+    ({'V1__a.sql': 'SELECT 1;', 'V1.0__b.sql': 'SELECT 2;'}, 'two files have version 1'),
+    ({'V1__a.sql': '-- phase: sometime\nSELECT 1;'}, 'bad header'),
+])
+def test_scan_refuses(tmp_path, files, message):
+    with pytest.raises(su.MigrationError, match=message):
+        su.scan_migrations(write(tmp_path, files))
+
+
+def test_scan_refuses_missing_folder_and_non_utf8(tmp_path):
+    with pytest.raises(su.MigrationError, match='does not exist'):
+        su.scan_migrations(str(tmp_path / 'nope'))
+    (tmp_path / 'V1__latin1.sql').write_bytes(b"SELECT '\xe9';")
+    with pytest.raises(su.MigrationError, match='not UTF-8'):
+        su.scan_migrations(str(tmp_path))
+
+
+def test_checksum_ignores_line_endings_and_bom():
+    assert su.checksum('A;\r\nB;\r\n') == su.checksum('A;\nB;\n') == su.checksum('\ufeffA;\nB;\n')
+    assert su.checksum('A;\n') != su.checksum('A; \n')
+
+
+# ---------------------------------------------------------------------------------------------
+# the plan
+# ---------------------------------------------------------------------------------------------
+def migrations(tmp_path, spec):
+    """spec: {version: phase}."""
+    return su.scan_migrations(write(tmp_path, dict(
+        ('V%s__m%s.sql' % (v, v.replace('.', '_')), '-- phase: %s\nSELECT 1;\n' % p) for v, p in spec.items())))
+
+
+def row(migration_or_version, success=True, phase=None, checksum=None):
+    if isinstance(migration_or_version, su.Migration):
+        m = migration_or_version
+        return su.HistoryRow(m.version.text, m.description, checksum or m.checksum, phase or m.phase, success)
+    return su.HistoryRow(migration_or_version, 'x', checksum, phase or 'offline', success)
+
+
+def versions_of(items):
+    return [m.version.text for m in items]
+
+
+def test_plan_fresh_database(tmp_path):
+    found = migrations(tmp_path, {'1': 'offline', '2': 'offline', '10': 'offline'})
+    plan = su.make_plan(found, [])
+    assert versions_of(plan.pending) == ['1', '2', '10']
+    assert plan.from_version is None and plan.to_version.text == '10' and plan.kind == 'major'
+    assert plan.changes
+
+
+def test_plan_partial_and_target(tmp_path):
+    found = migrations(tmp_path, {'6.0.50.1': 'offline', '6.0.51.1': 'offline', '6.0.51.2': 'offline'})
+    history = [row(found[0])]
+    plan = su.make_plan(found, history, target='6.0.51.1', major_blocks=3)
+    assert versions_of(plan.pending) == ['6.0.51.1'] and plan.kind == 'major'
+    assert plan.from_version.text == '6.0.50.1' and plan.to_version.text == '6.0.51.1'
+    plan = su.make_plan(found, history + [row(found[1])], major_blocks=3)
+    assert versions_of(plan.pending) == ['6.0.51.2'] and plan.kind == 'minor'
+    nothing = su.make_plan(found, [row(m) for m in found])
+    assert not nothing.pending and not nothing.changes and nothing.kind == 'none'
+
+
+def test_plan_refusals(tmp_path):
+    found = migrations(tmp_path, {'1': 'offline', '2': 'offline', '3': 'offline'})
+    applied = [row(found[0]), row(found[1])]
+    with pytest.raises(su.MigrationError, match='downgrades are refused'):
+        su.make_plan(found, applied, target='1')
+    with pytest.raises(su.MigrationError, match='target 7 has no migration file'):
+        su.make_plan(found, applied, target='7')
+    with pytest.raises(su.MigrationError, match='newer than this release'):
+        su.make_plan(found[:1], applied)
+    with pytest.raises(su.MigrationError, match='newer than this release'):
+        su.make_plan([], applied)
+    with pytest.raises(su.MigrationError, match='checksum differs.*V2__m2.sql'):
+        su.make_plan(found, [row(found[0]), row(found[1], checksum='0' * 64)])
+    with pytest.raises(su.MigrationError, match='repair=true'):
+        su.make_plan(found, [row(found[0]), row(found[1], success=False)])
+    with pytest.raises(su.MigrationError, match='out-of-order'):
+        su.make_plan(found, [row(found[0]), row(found[2])])
+
+
+def test_plan_repair_and_missing_old_files(tmp_path):
+    found = migrations(tmp_path, {'2': 'offline', '3': 'offline'})
+    history = [row('1'), row(found[0], success=False)]  # V1's file was removed after it was applied
+    plan = su.make_plan(found, history, repair=True)
+    assert plan.repair == ['2'] and versions_of(plan.pending) == ['2', '3']
+
+
+def test_plan_baseline(tmp_path):
+    found = migrations(tmp_path, {'1': 'offline', '2': 'offline', '3': 'offline'})
+    plan = su.make_plan(found, [], baseline='2')
+    assert plan.baseline == '2' and versions_of(plan.pending) == ['3']
+    assert plan.from_version.text == '2' and plan.to_version.text == '3' and plan.kind == 'major'
+    after = [row('2', phase='baseline'), row(found[2])]
+    again = su.make_plan(found, after, baseline='2')
+    assert not again.changes and not again.warnings and again.from_version.text == '3'
+    other = su.make_plan(found, after, baseline='1.5')
+    assert not other.changes and 'ignored' in other.warnings[0]
+    assert su.make_plan(found, [], baseline='3', target='3').pending == []
+    with pytest.raises(su.MigrationError, match='newer than this release'):
+        su.make_plan(found, [], baseline='4')
+
+
+def test_plan_phases(tmp_path):
+    found = migrations(tmp_path, {'1': 'offline', '2': 'pre', '3': 'offline', '4': 'post'})
+    with pytest.raises(su.MigrationError, match='phase offline needs.*V2__m2.sql'):
+        su.make_plan(found, [], phase='offline')
+    pre = su.make_plan(found, [], phase='pre')
+    assert versions_of(pre.pending) == ['2'] and versions_of(pre.remaining) == ['1', '3', '4']
+    assert pre.to_version is None and pre.kind == 'major'
+    after_pre = [row(found[1])]
+    offline = su.make_plan(found, after_pre, phase='offline')
+    assert versions_of(offline.pending) == ['1', '3'] and offline.to_version.text == '3'
+    with pytest.raises(su.MigrationError, match='phase post needs'):
+        su.make_plan(found, after_pre, phase='post')
+    post = su.make_plan(found, after_pre + [row(found[0]), row(found[2])], phase='post')
+    assert versions_of(post.pending) == ['4'] and post.to_version.text == '4'
+    # a post migration applied before an older offline one would be out of order
+    with pytest.raises(su.MigrationError, match='out-of-order'):
+        su.make_plan(found, [row(found[1]), row(found[3])], phase='all')
+
+
+def test_level_after(tmp_path):
+    found = migrations(tmp_path, {'1': 'offline', '2': 'offline', '3': 'offline'})
+    plan = su.make_plan(found, [row(found[0])])
+    assert su.level_after(found, plan, [found[1].version]).text == '2'
+
+
+def test_check_statements(tmp_path):
+    found = su.scan_migrations(write(tmp_path, {
+        'V1__tx.sql': 'BEGIN;\nSELECT 1;\nCOMMIT;\n', 'V2__empty.sql': '-- nothing\n',
+        'V3__quote.sql': "SELECT 'open;\n", 'V4__fb.sql': 'CREATE TABLE t (i int);\nCOMMIT WORK;\nINSERT INTO t VALUES (1);'}))
+    with pytest.raises(su.MigrationError, match='V1__tx.sql line 1: BEGIN'):
+        su.check_statements(found[:1], 'postgresql')
+    su.check_statements(found[:1], 'mysql')  # passed through on MariaDB/MySQL
+    with pytest.raises(su.MigrationError, match='V2__empty.sql has no SQL statement'):
+        su.check_statements(found[1:2], 'sqlite')
+    with pytest.raises(su.MigrationError, match='V3__quote.sql: line 1: unterminated'):
+        su.check_statements(found[2:3], 'sqlite')
+    su.check_statements(found[3:], 'firebird')  # a commit point
+    with pytest.raises(su.MigrationError, match='own transaction'):
+        su.check_statements(found[3:], 'sqlite')
+
+
+@pytest.mark.parametrize('name, engine, ok', [
+    ('clinops_schema_history', 'mysql', True),
+    ('app.history', 'postgresql', True),
+    ('app.history', 'sqlite', False),
+    ('bad-name', 'postgresql', False),
+    ('x; DROP TABLE y', 'sqlite', False),
+    ('a' * 27, 'firebird', False),
+])
+def test_validate_table_name(name, engine, ok):
+    assert (su.validate_table_name(name, engine) is None) is ok
+
+
+def test_migration_failed_message_names_file_and_statement(tmp_path):
+    found = su.scan_migrations(write(tmp_path, {'V3__bad.sql': 'SELECT 1;\n' + 'CREAT TABLE x (' + 'c int, ' * 60 + ');'}))
+    statement = found[0].statements('sqlite')[1]
+    error = su.MigrationFailed(found[0], statement, 'near "CREAT": syntax error')
+    assert 'V3__bad.sql failed at line 2' in str(error) and 'CREAT TABLE x' in str(error) and str(error).endswith('...')
+
+
+def test_parse_reported_version():
+    assert su.parse_reported_version(' 6\n', 'q').text == '6'
+    assert su.parse_reported_version('', 'q') is None
+    with pytest.raises(su.MigrationError, match='version_command did not report a version'):
+        su.parse_reported_version('Orthanc 1.10.1 (schema 6)', 'version_command')
+
+
+def test_run_tool_timeout_kills_the_group():
+    rc, out, _err, timed_out = su.run_tool([sys.executable, '-c', 'print("hi")'], 10)
+    assert (rc, out.strip(), timed_out) == (0, 'hi', False)
+    rc, _out, _err, timed_out = su.run_tool([sys.executable, '-c', 'import time; time.sleep(30)'], 0.5)
+    assert timed_out and rc != 0
+
+
+# ---------------------------------------------------------------------------------------------
+# the module on SQLite (Python's own driver: no server needed)
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def sqlite_db(tmp_path):
+    path = str(tmp_path / 'app.sqlite')
+    sqlite3.connect(path).close()
+    return path
+
+
+def history(path):
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute('SELECT version, success FROM clinops_schema_history ORDER BY applied_at, version').fetchall()
+    except sqlite3.OperationalError:
+        return None
+    finally:
+        conn.close()
+
+
+def test_module_check_apply_rerun(tmp_path, sqlite_db):
+    folder = write(tmp_path / 'sql', {'V1__t.sql': 'CREATE TABLE t (a int);', 'V2__fill.sql': 'INSERT INTO t VALUES (1);'})
+    args = dict(engine='sqlite', path=sqlite_db, migrations=folder)
+    check = run_module(args, check=True, diff=True)
+    assert check['changed'] and [p['version'] for p in check['pending']] == ['1', '2']
+    assert 'INSERT INTO t VALUES (1);' in check['diff']['after']
+    assert history(sqlite_db) is None
+    real = run_module(args)
+    assert real['changed'] and [a['version'] for a in real['applied']] == ['1', '2'] and real['transactional'] is True
+    assert history(sqlite_db) == [('1', 1), ('2', 1)]
+    assert run_module(args)['changed'] is False
+
+
+def test_module_failure_rolls_back_migration(tmp_path, sqlite_db):
+    folder = write(tmp_path / 'sql', {'V1__t.sql': 'CREATE TABLE t (a int);',
+                                      'V2__bad.sql': 'INSERT INTO t VALUES (1);\nINSERT INTO nowhere VALUES (2);'})
+    res = run_module(dict(engine='sqlite', path=sqlite_db, migrations=folder))
+    assert res['failed'] and 'V2__bad.sql failed at line 2' in res['msg'] and 'INSERT INTO nowhere' in res['msg']
+    assert res['failed_migration']['rolled_back'] is True and res['to_version'] == '1'
+    assert history(sqlite_db) == [('1', 1)]
+    conn = sqlite3.connect(sqlite_db)
+    assert conn.execute('SELECT count(*) FROM t').fetchone()[0] == 0
+    conn.close()
+
+
+@pytest.mark.parametrize('args, message', [
+    (dict(engine='files', path='/tmp'), 'engine files is not supported'),
+    (dict(engine='mssql', database='x'), 'engine mssql is not supported'),
+    (dict(engine='sqlite', path='/tmp/x', lock_timeout=-1), 'lock_timeout'),
+    (dict(engine='sqlite', path='/tmp/x', major_blocks=0), 'major_blocks'),
+    (dict(engine='sqlite', path='/tmp/x', target='latest'), 'not a version'),
+    (dict(engine='sqlite', path='/tmp/x', history_table='a-b'), 'not a plain SQL identifier'),
+    (dict(engine='sqlite', path='/tmp/x', version_query='SELECT 1'), 'only used with command'),
+])
+def test_module_refuses_bad_input(tmp_path, args, message):
+    res = run_module(dict(args, migrations=str(tmp_path)))
+    assert res['failed'] and message in res['msg'], res
+
+
+def test_module_command_mode(tmp_path, sqlite_db):
+    conn = sqlite3.connect(sqlite_db)
+    conn.executescript("CREATE TABLE v (x TEXT); INSERT INTO v VALUES ('1.0');")
+    conn.close()
+    tool = [sys.executable, '-c', "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+            "c.execute('UPDATE v SET x = ?', (sys.argv[2],)); c.commit()", sqlite_db, '1.1']
+    args = dict(engine='sqlite', path=sqlite_db, command=tool, version_query='SELECT x FROM v', target='1.1')
+    check = run_module(args, check=True)
+    assert check['changed'] and check['kind'] == 'minor' and check['to_version'] == '1.1'
+    res = run_module(args)
+    assert res['changed'] and res['from_version'] == '1.0' and res['to_version'] == '1.1' and res['rc'] == 0
+    assert run_module(args)['changed'] is False
+    assert run_module(dict(args, target='1.0'))['failed']
+
+
+@pytest.mark.parametrize('extra, message', [
+    (dict(version_query='SELECT 1', version_command='echo 1'), 'mutually exclusive'),
+    ({}, 'exactly one of version_query or version_command'),
+    (dict(version_query='SELECT 1', baseline='1'), 'only used with migrations'),
+    (dict(version_query='SELECT 1', repair=True), 'only used with migrations'),
+    (dict(version_command=['no-such-program-xyz']), 'no-such-program-xyz'),
+    (dict(version_command='echo "open'), 'cannot be split'),
+])
+def test_module_command_mode_refuses(tmp_path, extra, message):
+    res = run_module(dict(engine='files', path=str(tmp_path), command=['true'], **extra))
+    assert res['failed'] and message in res['msg'], res
