@@ -48,9 +48,7 @@ def _echoscu(echoscu, peer, *extra):
 
 
 def run(report):
-    echoscu = shutil.which('echoscu')
-    if echoscu is None:
-        raise RuntimeError('dcmtk echoscu is not installed')
+    echoscu = dicom_peers.dcmtk('echoscu')
     workdir = tempfile.mkdtemp(prefix='bench-dicom-echo-')
     peers = []
     try:

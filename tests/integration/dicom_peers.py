@@ -97,11 +97,17 @@ class Peer:
         return '<%s %s@%s:%s pid=%s>' % (self.name, self.aet, LOCALHOST, self.port, self.proc and self.proc.pid)
 
 
+def dcmtk(name):
+    """Path of dcmtk's program ``name``.  Not a PATH lookup: pynetdicom installs apps of the same names."""
+    path = os.path.join('/usr/bin', name)
+    if not os.access(path, os.X_OK):
+        raise RuntimeError('dcmtk %s is not installed (Debian package dcmtk)' % name)
+    return path
+
+
 def start_storescp(workdir, aet='STORESCP', port=None, tls=None, require_client_cert=True, wait=True):
     """dcmtk storescp on ``port``; ``tls`` is a :func:`make_pki` dict to serve DICOM over TLS."""
-    storescp = shutil.which('storescp')
-    if storescp is None:
-        raise RuntimeError('dcmtk storescp is not installed')
+    storescp = dcmtk('storescp')
     port = port or free_port()
     out = os.path.join(workdir, 'storescp-%s' % port)
     os.makedirs(out, exist_ok=True)

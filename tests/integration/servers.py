@@ -209,7 +209,8 @@ class FirebirdServer(_Server):
             os.symlink(os.path.join(self.libdir, name), os.path.join(root, name))
         shutil.copy('/var/lib/firebird/3.0/system/security3.fdb', os.path.join(root, 'security3.fdb'))
         with open(os.path.join(root, 'firebird.conf'), 'w', encoding='utf-8') as handle:
-            handle.write('RemoteServicePort = %d\nRemoteBindAddress = 127.0.0.1\nUdfAccess = None\n' % self.port)
+            handle.write('RemoteServicePort = %d\nRemoteBindAddress = 127.0.0.1\nUdfAccess = None\nSecurityDatabase = %s\n'
+                         % (self.port, os.path.join(root, 'security3.fdb')))
         with open(os.path.join(root, 'databases.conf'), 'w', encoding='utf-8') as handle:
             handle.write('security.db = %s\n' % os.path.join(root, 'security3.fdb'))
         self.lock = os.path.join(root, 'lock')
