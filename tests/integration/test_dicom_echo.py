@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -280,27 +281,45 @@ def test_several_peers_fail_the_task_naming_each(peers):
     assert [r['outcome'] for r in result['results']] == ['success', 'refused', 'aborted']
 
 
+def _module_is_running(name):
+    """True while a process runs the AnsiballZ wrapper of module ``name``."""
+    for pid in os.listdir('/proc'):
+        try:
+            with open('/proc/%s/cmdline' % pid, 'rb') as handle:
+                if ('AnsiballZ_%s' % name).encode() in handle.read():
+                    return True
+        except OSError:
+            continue
+    return False
+
+
 def test_wait_for_a_peer_that_starts_late(workdir):
     port = dicom_peers.free_port()
     late = {}
+    stop = threading.Event()
 
     def start_late():
-        late['peer'] = dicom_peers.start_storescp(workdir, aet='LATE', port=port, wait=False)
+        # Start the peer 2 s after the module itself is running (not after ansible-playbook started,
+        # whose start-up time varies), so the module must have been refused several times first.
+        while not stop.is_set() and not _module_is_running('dicom_echo'):
+            time.sleep(0.05)
+        if not stop.wait(2.0):
+            late['peer'] = dicom_peers.start_storescp(workdir, aet='LATE', port=port, wait=False)
 
-    timer = threading.Timer(3.0, start_late)
-    timer.start()
+    thread = threading.Thread(target=start_late)
+    thread.start()
     try:
-        result = echo({'host': LOCALHOST, 'port': port, 'called_aet': 'LATE', 'wait': 30, 'delay': 0.5})
+        result = echo({'host': LOCALHOST, 'port': port, 'called_aet': 'LATE', 'wait': 60, 'delay': 0.5})
     finally:
-        timer.cancel()
-        timer.join()
+        stop.set()
+        thread.join()
         if 'peer' in late:
             late['peer'].stop()
+    assert 'peer' in late
     assert not result.get('failed'), result
     one = only(result)
     assert one['outcome'] == 'success'
-    assert one['attempts'] >= 3          # refused for ~3 s at a 0.5 s delay before storescp listened
-    assert 'peer' in late
+    assert one['attempts'] >= 3          # refused for ~2 s at a 0.5 s delay before storescp listened
 
 
 def test_without_wait_a_late_peer_fails():
