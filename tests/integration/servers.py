@@ -122,11 +122,14 @@ class PostgresServer(_Server):
         os.mkdir(self.socket_dir)
         _chown_tree(self.socket_dir, self.user)
         with open(self.log, 'w', encoding='utf-8') as log:
-            self.proc = subprocess.Popen(_as_user(self.user, [
+            # Started as the postgres user directly (not through runuser), so that the PID we keep
+            # is the postmaster's own and stop() signals the server itself.
+            as_user = dict(user=self.user, group=self.user, extra_groups=[]) if os.geteuid() == 0 else {}
+            self.proc = subprocess.Popen([
                 os.path.join(self.bindir, 'postgres'), '-D', data, '-p', str(self.port),
                 '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=%s' % self.socket_dir,
-                '-c', 'fsync=off', '-c', 'max_connections=100']),
-                stdout=log, stderr=subprocess.STDOUT)
+                '-c', 'fsync=off', '-c', 'max_connections=100'],
+                stdout=log, stderr=subprocess.STDOUT, cwd=self.base, **as_user)
         wait_port(self.port, proc=self.proc, log=self.log)
         for dummy in range(100):
             ready = subprocess.run(['pg_isready', '-h', '127.0.0.1', '-p', str(self.port)], capture_output=True, check=False)
