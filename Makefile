@@ -8,7 +8,7 @@ export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := true
 export PYTHONDONTWRITEBYTECODE := 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup test lint sanity units integration bench demo changelog clean
+.PHONY: setup test lint sanity units integration molecule bench demo changelog clean
 
 setup:
 	bash tools/setup.sh
@@ -18,6 +18,7 @@ test: setup
 	$(MAKE) --no-print-directory sanity
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory units
+	$(MAKE) --no-print-directory molecule
 	$(MAKE) --no-print-directory integration
 
 sanity: setup
@@ -34,6 +35,13 @@ units: setup
 
 integration: setup
 	$(PY) -m pytest -p no:cacheprovider tests/integration $(PYTEST_ARGS)
+
+## demo: build the lab (a whole site on this machine) and upgrade it; the last line is the JSON report's path.
+demo: setup
+	bash lab/demo.sh
+
+molecule: setup
+	cd extensions && molecule test -s default
 
 bench: setup
 	$(PY) bench/run.py $(BENCH_ARGS)

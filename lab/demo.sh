@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# `make demo`: build the lab (unless it already runs), upgrade it from PMOD 4.3.0 to 4.4.0 with
+# playbooks/upgrade.yml, print a summary, and print the JSON report's path as the very last line.
+# A second run finds every host on its target version and reports nothing to do.
+#   LAB=/tmp/clinops-lab  CLIENTS=3   lab/demo.sh [extra ansible-playbook args]
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(dirname "$HERE")"
+LAB="${LAB:-/tmp/clinops-lab}"
+PY="$ROOT/.venv/bin/python"
+export ANSIBLE_CONFIG="$HERE/ansible.cfg"
+export ANSIBLE_COLLECTIONS_PATH="$ROOT/build/collections"
+
+lab_running() {
+    local pidfile="$LAB/hosts/server1/supervisor/supervisord.pid"
+    [[ -f "$LAB/inventory/hosts.yml" && -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+}
+if lab_running; then
+    echo "demo: reusing the lab under $LAB (lab/build_lab.py --root $LAB --teardown removes it)" >&2
+else
+    "$PY" "$HERE/build_lab.py" --root "$LAB" --clients "${CLIENTS:-3}" >&2
+fi
+RUN_ID="demo-$(date -u +%Y%m%dT%H%M%SZ)"
+LOG="$LAB/reports/$RUN_ID.log"
+mkdir -p "$LAB/reports"
+echo "demo: ansible-playbook playbooks/upgrade.yml -i $LAB/inventory/hosts.yml (log: $LOG)" >&2
+set +e
+"$ROOT/.venv/bin/ansible-playbook" "$ROOT/playbooks/upgrade.yml" -i "$LAB/inventory/hosts.yml" \
+    -e "upgrade_run_id=$RUN_ID" "$@" >"$LOG" 2>&1
+RC=$?
+set -e
+REPORT="$LAB/reports/upgrade-$RUN_ID.json"
+if [[ ! -f "$REPORT" ]]; then
+    REPORT="$LAB/reports/upgrade-$RUN_ID-check.json"
+fi
+if [[ ! -f "$REPORT" ]]; then
+    tail -40 "$LOG" >&2
+    echo "demo: the playbook stopped (rc $RC) before writing its report" >&2
+    exit 1
+fi
+"$PY" - "$REPORT" <<'PYEOF'
+import json, sys
+data = json.load(open(sys.argv[1]))
+print('upgrade run %s%s' % (data['run_id'], ' (check mode)' if data['check_mode'] else ''))
+if data['nothing_to_do']:
+    print('nothing to do: every host already runs its target version')
+for h in data['hosts']:
+    extra = ', downtime %.1f s' % float(h['downtime_s']) if h.get('downtime_s') not in (None, '', 'None') else ''
+    print('  %-10s %-7s %-12s %s -> %s%s' % (h['host'], h.get('role', ''), h['result'], h.get('from_version', ''), h.get('to_version', ''), extra))
+print('HTML report: %s' % sys.argv[1][:-5] + '.html')
+PYEOF
+echo "$REPORT"
+exit $RC

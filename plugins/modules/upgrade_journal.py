@@ -1,0 +1,387 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: clinops.upgrade contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: upgrade_journal
+short_description: Keep a host's upgrade journal (JSON lines) and its upgrade lock, so that a rerun resumes
+version_added: 0.1.0
+description:
+  - Appends the steps of an upgrade to a journal file on the host, one JSON object a line with C(step), C(started),
+    C(ended), C(result), the C(target) version, the C(attempt) number and the C(run_id) of the playbook run.
+  - An I(attempt) starts with the step C(begin) and ends with the step C(finish). A run that was interrupted leaves its
+    attempt open; the next run resumes it (RV(attempt.open), RV(attempt.done)) instead of starting over.
+  - Holds the host's upgrade lock - a file naming the run that holds it. Another run is refused, unless the holder is
+    gone - its C(ansible-playbook) process (recorded when the controller is this machine) no longer exists since the
+    same boot, or it has not written for O(stale_after) seconds. So the rerun of a crashed run takes the lock over.
+  - Used by the roles of this collection; the journal is the source of the report's timeline and downtime.
+author:
+  - clinops.upgrade contributors (@clinops)
+extends_documentation_fragment:
+  - clinops.upgrade.attributes
+attributes:
+  check_mode:
+    support: full
+    details: Reads the journal and the lock and says what would be written; writes nothing.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+options:
+  path:
+    description:
+      - The journal file. Its folder is created (mode 0750) when missing.
+    type: path
+    required: true
+  op:
+    description:
+      - V(read) returns the journal and the state of the last attempt for O(target).
+      - V(record) appends one entry for O(step). With O(result=started) it marks the step as started; any other
+        result closes the step, with C(started) taken from its start entry.
+      - V(probe) says whether this run could take the lock, without taking it.
+      - V(lock) takes the lock (or keeps it, when this run holds it); V(unlock) releases it when this run holds it.
+    type: str
+    default: read
+    choices: [read, record, probe, lock, unlock]
+  target:
+    description:
+      - The version this upgrade brings the host to. Attempts belong to one target version.
+    type: str
+  step:
+    description:
+      - Name of the step to record (for example C(begin), C(stage), C(stop), C(backup), C(swap), C(verify), C(finish)).
+    type: str
+  result:
+    description:
+      - Result of the step. C(finish) takes the outcome of the whole attempt (V(upgraded), V(rolled_back), V(failed)).
+    type: str
+    default: ok
+    choices: [started, ok, failed, skipped, upgraded, rolled_back, current]
+  data:
+    description:
+      - Extra facts to keep with the entry (for example the folder the old installation was moved to).
+    type: dict
+    default: {}
+  note:
+    description:
+      - A sentence saying what happened (kept in the entry as C(message), shown in the report).
+    type: str
+  run_id:
+    description:
+      - Identifier of the playbook run, the owner of the lock.
+    type: str
+  lock_file:
+    description:
+      - The lock file. Default - C(upgrade.lock) beside O(path).
+    type: path
+  stale_after:
+    description:
+      - Seconds after the holder's last write when its lock counts as abandoned.
+    type: int
+    default: 3600
+"""
+
+EXAMPLES = r"""
+- name: Read the journal
+  clinops.upgrade.upgrade_journal:
+    path: /var/lib/clinops/journal.jsonl
+    target: 4.4.0
+  register: journal
+
+- name: Take the upgrade lock
+  clinops.upgrade.upgrade_journal:
+    path: /var/lib/clinops/journal.jsonl
+    op: lock
+    run_id: "{{ run_id }}"
+
+- name: Record that the services are stopped
+  clinops.upgrade.upgrade_journal:
+    path: /var/lib/clinops/journal.jsonl
+    op: record
+    target: 4.4.0
+    step: stop
+    run_id: "{{ run_id }}"
+"""
+
+RETURN = r"""
+entries:
+  description: The entries of the journal (the last 1000).
+  returned: always
+  type: list
+  elements: dict
+attempt:
+  description: The last attempt for O(target).
+  returned: always
+  type: dict
+  contains:
+    number: {description: Attempt number (0 when there was none), type: int}
+    open: {description: Whether the attempt began and did not finish, type: bool}
+    result: {description: Outcome of a finished attempt, type: str}
+    done: {description: Steps of the attempt that ended with C(ok) or C(skipped), type: list, elements: str}
+    started_steps: {description: Steps that started and did not end, type: list, elements: str}
+    data: {description: The O(data) of the attempt's entries merged in order, type: dict}
+    downtime_s: {description: Seconds from the start of the C(stop) step to the end of the C(verify) step, type: float}
+    entries: {description: The attempt's entries, type: list, elements: dict}
+lock:
+  description: The lock as found (and as left by V(lock)/V(unlock)).
+  returned: always
+  type: dict
+  contains:
+    held: {description: Whether a lock file exists, type: bool}
+    holder: {description: The content of the lock file, type: dict}
+    available: {description: Whether this run holds it or may take it, type: bool}
+    reason: {description: Why it is available or not, type: str}
+entry:
+  description: The entry written (or that would be written in check mode).
+  returned: when O(op=record)
+  type: dict
+"""
+
+import datetime
+import json
+import os
+import socket
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def now_iso():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='milliseconds')
+
+
+def parse_iso(text):
+    try:
+        return datetime.datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def read_entries(path):
+    entries = []
+    if not os.path.exists(path):
+        return entries
+    with open(path, encoding='utf-8') as handle:
+        for line in handle:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut by a crash: ignore it, the step counts as not done
+    return entries
+
+
+def attempt_state(entries, target):
+    state = dict(number=0, open=False, result=None, done=[], started_steps=[], data={}, downtime_s=None, entries=[])
+    mine = [e for e in entries if e.get('target') == target] if target else list(entries)
+    if not mine:
+        return state
+    number = max(int(e.get('attempt') or 0) for e in mine)
+    current = [e for e in mine if int(e.get('attempt') or 0) == number]
+    state['number'] = number
+    state['entries'] = current
+    finished = [e for e in current if e.get('step') == 'finish']
+    state['open'] = not finished
+    state['result'] = finished[-1].get('result') if finished else None
+    ended = {}
+    for entry in current:
+        state['data'].update(entry.get('data') or {})
+        if entry.get('result') in ('ok', 'skipped'):
+            ended[entry['step']] = entry
+        elif entry.get('result') == 'failed':
+            ended.pop(entry.get('step'), None)
+    state['done'] = [s for s in ended if s not in ('begin', 'finish')]
+    starts = [e['step'] for e in current if e.get('result') == 'started']
+    state['started_steps'] = [s for s in dict.fromkeys(starts) if s not in ended]
+    stop = [e for e in current if e.get('step') == 'stop' and e.get('started')]
+    verify = [e for e in current if e.get('step') == 'verify' and e.get('ended') and e.get('result') == 'ok']
+    if stop and verify:
+        first, last = parse_iso(stop[0]['started']), parse_iso(verify[-1]['ended'])
+        if first and last:
+            state['downtime_s'] = round((last - first).total_seconds(), 3)
+    return state
+
+
+def boot_id():
+    try:
+        with open('/proc/sys/kernel/random/boot_id', encoding='ascii') as handle:
+            return handle.read().strip()
+    except OSError:
+        return None
+
+
+def cmdline(pid):
+    try:
+        with open('/proc/%d/cmdline' % pid, 'rb') as handle:
+            return handle.read().replace(b'\0', b' ').decode('utf-8', 'replace')
+    except OSError:
+        return ''
+
+
+def parent(pid):
+    try:
+        with open('/proc/%d/stat' % pid, encoding='ascii') as handle:
+            return int(handle.read().rsplit(')', 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def controller_pid():
+    """The outermost ansible-playbook process above this module (only when the controller is this machine)."""
+    found, pid = None, os.getppid()
+    for dummy in range(64):
+        if pid <= 1:
+            break
+        if 'ansible-playbook' in cmdline(pid):
+            found = pid
+        pid = parent(pid)
+    return found
+
+
+def alive(pid):
+    return bool(pid) and 'ansible-playbook' in cmdline(int(pid))
+
+
+def read_lock(lock_file):
+    try:
+        with open(lock_file, encoding='utf-8') as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return {} if not os.path.exists(lock_file) else {'corrupt': True}
+
+
+def judge_lock(holder, exists, run_id, stale_after):
+    if not exists:
+        return True, 'free'
+    if holder.get('run_id') == run_id:
+        return True, 'held by this run'
+    if holder.get('corrupt'):
+        return True, 'unreadable lock file, taken over'
+    if holder.get('pid') and holder.get('boot_id') == boot_id() and holder.get('host') == socket.gethostname():
+        if not alive(holder['pid']):
+            return True, 'holder run %s (pid %s) is gone' % (holder.get('run_id'), holder['pid'])
+        return False, 'held by run %s, ansible-playbook pid %s still running' % (holder.get('run_id'), holder['pid'])
+    beat = holder.get('heartbeat_epoch') or 0
+    age = time.time() - beat
+    if age > stale_after:
+        return True, 'holder run %s silent for %ds (stale after %ds)' % (holder.get('run_id'), age, stale_after)
+    return False, 'held by run %s from %s, last write %ds ago' % (holder.get('run_id'), holder.get('host'), age)
+
+
+def write_lock(lock_file, run_id):
+    data = dict(run_id=run_id, pid=controller_pid(), boot_id=boot_id(), host=socket.gethostname(),
+                acquired=now_iso(), heartbeat_epoch=time.time())
+    tmp = '%s.%d.tmp' % (lock_file, os.getpid())
+    with open(tmp, 'w', encoding='utf-8') as handle:
+        json.dump(data, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, lock_file)
+    return data
+
+
+def append(path, entry):
+    line = json.dumps(entry, sort_keys=True, ensure_ascii=False) + '\n'
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    try:
+        os.write(fd, line.encode('utf-8'))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type='path', required=True),
+            op=dict(type='str', default='read', choices=['read', 'record', 'probe', 'lock', 'unlock']),
+            target=dict(type='str'),
+            step=dict(type='str'),
+            result=dict(type='str', default='ok',
+                        choices=['started', 'ok', 'failed', 'skipped', 'upgraded', 'rolled_back', 'current']),
+            data=dict(type='dict', default={}),
+            note=dict(type='str'),
+            run_id=dict(type='str'),
+            lock_file=dict(type='path'),
+            stale_after=dict(type='int', default=3600),
+        ),
+        required_if=[('op', 'record', ('target', 'step', 'run_id')), ('op', 'lock', ('run_id',)),
+                     ('op', 'unlock', ('run_id',)), ('op', 'probe', ('run_id',))],
+        supports_check_mode=True,
+    )
+    params = module.params
+    path = params['path']
+    lock_file = params['lock_file'] or os.path.join(os.path.dirname(path), 'upgrade.lock')
+    folder = os.path.dirname(path)
+    if os.path.exists(path) and not os.path.isfile(path):
+        module.fail_json(msg='journal %s is not a regular file' % path)
+    if params['stale_after'] < 0:
+        module.fail_json(msg='stale_after must not be negative')
+    try:
+        entries = read_entries(path)
+    except OSError as exc:
+        module.fail_json(msg='cannot read the journal %s: %s' % (path, exc))
+    attempt = attempt_state(entries, params['target'])
+    exists = os.path.exists(lock_file)
+    holder = read_lock(lock_file) if exists else {}
+    available, reason = judge_lock(holder, exists, params['run_id'], params['stale_after'])
+    result = dict(changed=False, entries=entries[-1000:], attempt=attempt,
+                  lock=dict(held=exists, holder=holder, available=available, reason=reason))
+    op = params['op']
+
+    def ensure_folder():
+        if not os.path.isdir(folder):
+            os.makedirs(folder, 0o750)
+
+    if op == 'lock':
+        if not available:
+            module.fail_json(msg='another upgrade is running on this host: %s (lock file %s)' % (reason, lock_file), **result)
+        if holder.get('run_id') != params['run_id'] or not exists:
+            result['changed'] = True
+            if not module.check_mode:
+                ensure_folder()
+                result['lock'].update(held=True, holder=write_lock(lock_file, params['run_id']), reason=reason)
+    elif op == 'unlock':
+        if exists and holder.get('run_id') == params['run_id']:
+            result['changed'] = True
+            if not module.check_mode:
+                os.unlink(lock_file)
+                result['lock'].update(held=False, holder={})
+    elif op == 'record':
+        step, res = params['step'], params['result']
+        if step != 'begin' and not attempt['open']:
+            module.fail_json(msg='no open upgrade attempt to %s in %s: record the step begin first' % (params['target'], path), **result)
+        number = attempt['number'] if (attempt['open'] or step != 'begin') else attempt['number'] + 1
+        stamp = now_iso()
+        entry = dict(step=step, result=res, target=params['target'], attempt=number, run_id=params['run_id'],
+                     data=params['data'], message=params['note'])
+        if res == 'started':
+            entry['started'] = stamp
+        else:
+            starts = [e for e in attempt['entries'] if e.get('step') == step and e.get('result') == 'started'] if attempt['open'] else []
+            entry['started'] = starts[-1]['started'] if starts else stamp
+            entry['ended'] = stamp
+        result['entry'] = entry
+        result['changed'] = True
+        if not module.check_mode:
+            try:
+                ensure_folder()
+                append(path, entry)
+                if exists and holder.get('run_id') == params['run_id']:
+                    write_lock(lock_file, params['run_id'])
+            except OSError as exc:
+                module.fail_json(msg='cannot write the journal %s: %s' % (path, exc))
+            entries.append(entry)
+            result['entries'] = entries[-1000:]
+            result['attempt'] = attempt_state(entries, params['target'])
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

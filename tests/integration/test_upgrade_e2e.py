@@ -1,0 +1,235 @@
+"""End to end: playbooks/upgrade.yml on the lab that lab/build_lab.py builds (real supervisord, pynetdicom, SQLite).
+
+Each test builds its own lab in a temporary folder and tears it down (supervisord stopped by PID).
+"""
+import hashlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, 'lab'))
+
+import build_lab  # noqa: E402  pylint: disable=wrong-import-position,import-error
+from harness import ansible_env, run_playbook  # noqa: E402  pylint: disable=wrong-import-position
+
+PLAYBOOK = os.path.join(ROOT, 'playbooks', 'upgrade.yml')
+ENV = {'ANSIBLE_CONFIG': os.path.join(ROOT, 'lab', 'ansible.cfg')}
+PRODUCT_TABLES = ('pmod_schema', 'patients', 'studies', 'series', 'legacy_notes')
+
+
+@pytest.fixture
+def lab(tmp_path):
+    root = str(tmp_path / 'lab')
+    inventory = build_lab.build(root, clients=2, servers=1, rows=3000, quiet=True)
+    yield Lab(root, inventory)
+    build_lab.teardown(root, quiet=True)
+
+
+class Lab:
+    def __init__(self, root, inventory):
+        self.root = root
+        self.inventory = inventory
+        with open(inventory, encoding='utf-8') as handle:
+            handle.readline()
+            self.inv = json.load(handle)
+        self.server = self.inv['all']['children']['servers']['hosts']['server1']
+        self.db = self.server['upgrade_db_path']
+        self.hosts = ['server1', 'client1', 'client2']
+
+    def install(self, host):
+        return os.path.join(self.root, 'hosts', host, 'opt', 'PMOD')
+
+    def version(self, host):
+        with open(os.path.join(self.install(host), 'VERSION'), encoding='ascii') as handle:
+            return handle.read().strip()
+
+    def ctl(self, what, host='server1'):
+        inst = self.install(host)
+        proc = subprocess.run([sys.executable, os.path.join(inst, 'bin', 'pmodctl.py'), what, '--properties',
+                               os.path.join(inst, 'properties', 'Config.properties')], capture_output=True, text=True, check=False)
+        return proc.stdout.strip()
+
+    def supervisor_pids(self):
+        out = subprocess.run([os.path.join(os.path.dirname(sys.executable), 'supervisorctl'), '-c',
+                              self.server['upgrade_supervisor_config'], 'pid', 'all'], capture_output=True, text=True, check=False)
+        return out.stdout.split()
+
+    def product_rows(self):
+        conn = sqlite3.connect(self.db)
+        try:
+            rows = {}
+            for table in PRODUCT_TABLES:
+                cols = [r[1] for r in conn.execute('PRAGMA table_info(%s)' % table)]
+                rows[table] = (cols, conn.execute('SELECT * FROM %s ORDER BY 1' % table).fetchall()) if cols else None
+            return rows
+        finally:
+            conn.close()
+
+    def dump(self):
+        conn = sqlite3.connect(self.db)
+        try:
+            return '\n'.join(conn.iterdump())
+        finally:
+            conn.close()
+
+    def tree_hash(self):
+        """sha256 of every file of the lab except logs, supervisord's runtime files and the controller's reports."""
+        digest = {}
+        for base, dirs, files in os.walk(self.root):
+            rel = os.path.relpath(base, self.root)
+            dirs[:] = sorted(d for d in dirs if d not in ('logs', 'supervisor', 'reports', '__pycache__'))
+            for name in sorted(files):
+                path = os.path.join(base, name)
+                with open(path, 'rb') as handle:
+                    digest[os.path.join(rel, name)] = hashlib.sha256(handle.read()).hexdigest()
+        return digest
+
+    def set_host_var(self, group, host, key, value):
+        self.inv['all']['children'][group]['hosts'][host][key] = value
+        with open(self.inventory, 'w', encoding='utf-8') as handle:
+            json.dump(self.inv, handle)
+
+    def journal(self, host='server1'):
+        path = os.path.join(self.root, 'hosts', host, 'state', 'journal.jsonl')
+        if not os.path.exists(path):
+            return []
+        with open(path, encoding='utf-8') as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+
+    def report(self):
+        folder = os.path.join(self.root, 'reports')
+        names = sorted((os.path.getmtime(os.path.join(folder, n)), n) for n in os.listdir(folder) if n.endswith('.json'))
+        with open(os.path.join(folder, names[-1][1]), encoding='utf-8') as handle:
+            return json.load(handle)
+
+    def run(self, check=False, **kwargs):
+        return run_playbook(PLAYBOOK, inventory=self.inventory, check=check, env=ENV, timeout=1200, **kwargs)
+
+
+def properties(path):
+    with open(path, encoding='iso-8859-1') as handle:
+        return dict(line.rstrip('\n').split('=', 1) for line in handle if '=' in line and not line.startswith('#'))
+
+
+def test_check_mode_then_upgrade_then_rerun_changes_nothing(lab):
+    before_tree, before_dump, before_pids = lab.tree_hash(), lab.dump(), lab.supervisor_pids()
+    result = lab.run(check=True)
+    assert result.rc == 0, result
+    assert lab.tree_hash() == before_tree
+    assert lab.dump() == before_dump
+    assert lab.supervisor_pids() == before_pids
+    plan = {h['host']: h for h in lab.report()['hosts']}
+    assert plan['server1']['result'] == 'planned'
+    assert plan['server1']['plan']['stop_order'] == ['pmod-ds', 'pmod-ts', 'pmod-ls']
+    assert plan['server1']['plan']['pending_migrations']['offline'] == ['V4.3.2__study_status.sql']
+    rows_before = lab.product_rows()
+
+    result = lab.run()
+    assert result.rc == 0, result
+    for host in lab.hosts:
+        assert lab.version(host) == build_lab.NEW_VERSION
+    assert lab.ctl('echo-ts').startswith('OK PMOD-TS 4.4.0')
+    assert lab.ctl('echo-db') == 'OK schema=4.4.0 studies=1500'
+    rows_after = lab.product_rows()
+    assert rows_after['legacy_notes'] is None  # the post migration ran
+    assert len(rows_after['series'][1]) == len(rows_before['series'][1]) == 3000
+    assert 'status' in rows_after['studies'][0]
+    props = properties(os.path.join(lab.install('server1'), 'properties', 'Config.properties'))
+    assert props['license.seats'] == '25'            # a site value carried over
+    assert props['ts.timeout'] == '60'               # an old default not frozen: the new default wins
+    assert props['ts.max_connections'] == '64'       # a key the new release added
+    assert 'legacy.viewer' not in props              # a key the new release dropped
+    assert os.path.isdir(lab.install('server1') + '_old0001')
+    assert not os.path.exists(lab.install('server1') + '_staging')
+    report = {h['host']: h for h in lab.report()['hosts']}
+    assert report['server1']['result'] == 'upgraded'
+    assert report['server1']['from_version'] == '4.3.0' and report['server1']['to_version'] == '4.4.0'
+    assert 0 < float(report['server1']['downtime_s']) < 300
+    assert all(report[c]['result'] == 'upgraded' for c in ('client1', 'client2'))
+    steps = [e['step'] for e in lab.journal() if e['result'] == 'ok']
+    assert steps.index('stage') < steps.index('stop') < steps.index('swap') < steps.index('verify')
+
+    tree, dump = lab.tree_hash(), lab.dump()
+    result = lab.run()
+    assert result.rc == 0, result
+    for host in lab.hosts + ['localhost']:
+        assert result.stats[host]['changed'] == 0, (host, result.stats[host])
+    assert lab.report()['nothing_to_do'] is True
+    assert lab.tree_hash() == tree and lab.dump() == dump
+
+
+def test_broken_migration_rolls_back_to_the_verified_old_version(lab):
+    build_lab.make_release(lab.root, build_lab.NEW_VERSION, broken=True)
+    rows = lab.product_rows()
+    props_file = os.path.join(lab.install('server1'), 'properties', 'Config.properties')
+    with open(props_file, 'rb') as handle:
+        props_before = handle.read()
+    result = lab.run()
+    assert result.rc != 0
+    assert lab.version('server1') == build_lab.OLD_VERSION
+    assert lab.ctl('echo-ts').startswith('OK PMOD-TS 4.3.0')
+    assert lab.ctl('echo-db').startswith('OK schema=4.3.0')
+    assert lab.product_rows() == rows
+    with open(props_file, 'rb') as handle:
+        assert handle.read() == props_before
+    report = {h['host']: h for h in lab.report()['hosts']}
+    assert report['server1']['result'] == 'rolled_back'
+    assert 'migrate_offline' in report['server1']['message'] and 'restored' in report['server1']['message']
+    for client in ('client1', 'client2'):
+        assert report[client]['result'] == 'held_back'
+        assert lab.version(client) == build_lab.OLD_VERSION
+    assert lab.journal()[-1]['result'] == 'rolled_back'
+    assert not os.path.exists(os.path.join(lab.root, 'hosts', 'server1', 'state', 'upgrade.lock'))
+
+
+def test_killed_in_the_middle_of_the_server_upgrade_then_rerun_finishes(lab):
+    rows = lab.product_rows()
+    cmd = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', lab.inventory, PLAYBOOK]
+    proc = subprocess.Popen(cmd, env=ansible_env(ENV), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any(e['step'] == 'swap' and e['result'] == 'ok' for e in lab.journal()):
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, 'the playbook ended before the swap'
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    journal = lab.journal()
+    assert journal[-1]['step'] != 'finish'
+    assert os.path.exists(os.path.join(lab.root, 'hosts', 'server1', 'state', 'upgrade.lock'))
+    result = lab.run()
+    assert result.rc == 0, result
+    assert lab.version('server1') == build_lab.NEW_VERSION
+    assert lab.ctl('echo-db') == 'OK schema=4.4.0 studies=1500'
+    assert len(lab.product_rows()['series'][1]) == len(rows['series'][1])
+    attempt = [e for e in lab.journal() if e['attempt'] == journal[-1]['attempt']]
+    assert [e['step'] for e in attempt if e['result'] == 'ok'].count('stop') == 1  # resumed, not started over
+    assert attempt[-1]['result'] == 'upgraded'
+    assert not os.path.exists(lab.install('server1') + '_old0002')
+    for client in ('client1', 'client2'):
+        assert lab.version(client) == build_lab.NEW_VERSION
+
+
+def test_client_pinned_newer_than_its_server_is_refused_before_anything_stops(lab):
+    lab.set_host_var('clients', 'client2', 'upgrade_target_version', '4.5.0')
+    pids = lab.supervisor_pids()
+    tree = lab.tree_hash()
+    result = lab.run()
+    assert result.rc != 0
+    out = result.stdout + result.stderr
+    assert 'newer than its server server1' in out
+    assert lab.supervisor_pids() == pids
+    assert lab.tree_hash() == tree
+    assert lab.version('server1') == build_lab.OLD_VERSION
+    assert lab.journal() == []
