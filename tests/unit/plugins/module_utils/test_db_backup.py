@@ -1,0 +1,338 @@
+"""Unit tests for db_backup's pure helpers and the table inventory added to database.py."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import sys
+
+import pytest
+
+from ansible_collections.clinops.upgrade.plugins.module_utils import database
+from ansible_collections.clinops.upgrade.plugins.module_utils import db_backup as dbb
+
+
+# --- names -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('template, label, ext, expected', [
+    (None, 'pre-4.2', '.dump', 'postgresql_pmod_pre-4.2_20250131T120000Z.dump'),
+    (None, None, '.dump', 'postgresql_pmod_20250131T120000Z.dump'),
+    ('{database}-{label}-{timestamp}', None, '.sql.gz', 'pmod-20250131T120000Z.sql.gz'),
+    ('{database}.{label}', 'x', '.dump', 'pmod.x.dump'),
+    ('{engine}/{timestamp}', None, '.dump', None),
+    ('{database}', 'x', '.dump', None),
+    ('{nope}-{timestamp}', None, '.dump', None),
+    ('.{timestamp}', None, '.dump', None),
+    ('{timestamp}.dump', None, '.dump', '20250131T120000Z.dump'),
+    ('{label}', 'a b/c', '.dump', 'a_b_c.dump'),
+])
+def test_render_name(template, label, ext, expected):
+    if expected is None:
+        with pytest.raises(dbb.BackupError):
+            dbb.render_name(template, 'postgresql', 'pmod', label, '20250131T120000Z', ext)
+    else:
+        assert dbb.render_name(template, 'postgresql', 'pmod', label, '20250131T120000Z', ext) == expected
+
+
+@pytest.mark.parametrize('value, expected', [
+    ('pmod', 'pmod'), ('my db', 'my_db'), ('../etc', '_etc'), ('..', '_'), ('ümlaut', '_mlaut'),
+])
+def test_safe_component(value, expected):
+    assert dbb.safe_component(value) == expected
+
+
+@pytest.mark.parametrize('engine, fmt, compression, ext', [
+    ('postgresql', 'custom', 'gzip', '.dump'),
+    ('postgresql', 'custom', 'none', '.dump'),
+    ('postgresql', 'custom', 'zstd', '.dump.zst'),
+    ('postgresql', 'directory', 'gzip', '.dir'),
+    ('mysql', 'sql', 'gzip', '.sql.gz'),
+    ('mysql', 'sql', 'none', '.sql'),
+    ('sqlite', 'sqlite', 'zstd', '.sqlite.zst'),
+    ('firebird', 'gbak', 'none', '.fbk'),
+    ('files', 'tar', 'gzip', '.tar.gz'),
+    ('mssql', 'bak', 'gzip', '.bak'),
+])
+def test_backup_extension(engine, fmt, compression, ext):
+    assert dbb.backup_extension(engine, fmt, compression) == ext
+
+
+@pytest.mark.parametrize('engine, fmt, compression, expected', [
+    ('postgresql', None, None, ('custom', 'gzip')),
+    ('mysql', None, None, ('sql', 'none')),
+    ('postgresql', 'directory', 'none', ('directory', 'none')),
+    ('postgresql', 'sql', None, 'format sql does not apply to engine postgresql'),
+    ('mssql', None, 'zstd', 'engine mssql compresses'),
+    ('files', None, 'zstd', ('tar', 'zstd')),
+])
+def test_resolve_format_and_compression(engine, fmt, compression, expected):
+    if isinstance(expected, str):
+        with pytest.raises(dbb.BackupError, match=expected):
+            f = dbb.resolve_format(engine, fmt)
+            dbb.resolve_compression(engine, f, compression)
+    else:
+        f = dbb.resolve_format(engine, fmt)
+        assert (f, dbb.resolve_compression(engine, f, compression)) == expected
+
+
+# --- retention, manifests ---------------------------------------------------------------------
+
+def _m(name, created):
+    return dict(backup_path='/b/' + name, created_at=created)
+
+
+@pytest.mark.parametrize('keep, expected', [
+    (None, []),
+    (1, ['c', 'b', 'a']),
+    (2, ['b', 'a']),
+    (3, ['a']),
+    (4, []),
+    (10, []),
+])
+def test_select_for_retention(keep, expected):
+    existing = [_m('a', '2025-01-01'), _m('c', '2025-01-03'), _m('b', '2025-01-02')]
+    new = _m('new', '9999')
+    doomed = dbb.select_for_retention(existing + [new], keep, '/b/new')
+    assert [d['backup_path'][3:] for d in doomed] == expected
+
+
+def test_retention_never_deletes_the_new_backup_even_with_an_odd_clock():
+    existing = [_m('future', '2099-01-01'), _m('new', '2000-01-01')]
+    doomed = dbb.select_for_retention(existing, 1, '/b/new')
+    assert [d['backup_path'] for d in doomed] == ['/b/future']
+
+
+@pytest.mark.parametrize('expected, actual, problems', [
+    ({'a': 1}, {'a': 1}, []),
+    ({'a': 1}, {'a': 2}, ['table a has 2 rows in the restored copy, 1 in the source']),
+    ({'a': 1, 'b': 0}, {'a': 1}, ['table b is missing from the restored copy']),
+    ({}, {'x': 3}, ['table x is in the restored copy but not in the source']),
+])
+def test_compare_row_counts(expected, actual, problems):
+    assert dbb.compare_row_counts(expected, actual) == problems
+
+
+def _write_manifest(folder, file_name, **fields):
+    manifest = dbb.build_manifest('postgresql', 'pmod', 'pmod', fields.pop('label', None), fields.pop('fmt', 'custom'),
+                                  fields.pop('compression', 'gzip'), file_name, 3, 'abc', '15.1', {}, 100,
+                                  fields.pop('created_at', '2025-01-01T00:00:00+00:00'), 'stream')
+    manifest.update(fields)
+    with open(os.path.join(folder, file_name + dbb.MANIFEST_SUFFIX), 'w', encoding='utf-8') as handle:
+        json.dump(manifest, handle)
+    return manifest
+
+
+def test_build_manifest_fields():
+    manifest = dbb.build_manifest('mysql', 'c', 'c', 'l', 'sql', 'gzip', 'f.sql.gz', 10, 'aa', '10.11', {'mariadb-dump': 'v'},
+                                  99, 'now', 'stream', row_counts={'t': 1}, extra=dict(entries=3))
+    for key in ('engine', 'database', 'server_version', 'size', 'sha256', 'tool_versions', 'label', 'created_at',
+                'verification', 'row_counts', 'entries', 'checksum_method'):
+        assert key in manifest
+    assert manifest['manifest_version'] == dbb.MANIFEST_VERSION
+    assert json.loads(json.dumps(manifest)) == manifest
+
+
+def test_load_and_match_manifests(tmp_path):
+    folder = str(tmp_path)
+    _write_manifest(folder, 'a.dump', label='pre', created_at='2025-01-01')
+    _write_manifest(folder, 'b.dump', label='pre', created_at='2025-01-02')
+    _write_manifest(folder, 'c.dump', label='other', created_at='2025-01-03')
+    _write_manifest(folder, 'd.dir', label='pre', fmt='directory', created_at='2025-01-04')
+    _write_manifest(folder, '.tmp.dump', label='pre')  # a temporary name: ignored
+    with open(os.path.join(folder, 'broken.dump.manifest.json'), 'w', encoding='utf-8') as handle:
+        handle.write('{not json')
+    with open(os.path.join(folder, 'renamed.dump.manifest.json'), 'w', encoding='utf-8') as handle:
+        json.dump(dict(manifest_version=1, file='other.dump'), handle)
+    found = dbb.load_manifests(folder)
+    assert sorted(os.path.basename(m['backup_path']) for m in found) == ['a.dump', 'b.dump', 'c.dump', 'd.dir']
+    same = dbb.matching_manifests(found, 'postgresql', 'pmod', 'pre', 'custom', 'gzip', label_required=True)
+    assert [os.path.basename(m['backup_path']) for m in same] == ['b.dump', 'a.dump']
+    assert len(dbb.matching_manifests(found, 'postgresql', 'pmod')) == 4
+    assert dbb.matching_manifests(found, 'mysql', 'pmod') == []
+    assert dbb.load_manifests(str(tmp_path / 'missing')) == []
+
+
+def test_check_checksum_file_and_folder(tmp_path):
+    path = tmp_path / 'x.dump'
+    path.write_bytes(b'hello world')
+    manifest = dict(size=11, sha256=hashlib.sha256(b'hello world').hexdigest())
+    assert dbb.check_checksum(manifest, str(path)) is None
+    path.write_bytes(b'hello World')
+    assert 'damaged' in dbb.check_checksum(manifest, str(path))
+    path.write_bytes(b'hello')
+    assert 'truncated' in dbb.check_checksum(manifest, str(path))
+    assert 'missing' in dbb.check_checksum(manifest, str(tmp_path / 'nope'))
+
+    folder = tmp_path / 'd.dir'
+    folder.mkdir()
+    (folder / 'toc.dat').write_bytes(b'toc')
+    (folder / '1.dat.gz').write_bytes(b'data')
+    files, digest, size = dbb.hash_tree(str(folder))
+    assert size == 7 and sorted(files) == ['1.dat.gz', 'toc.dat']
+    manifest = dict(files=files, sha256=digest)
+    assert dbb.check_checksum(manifest, str(folder)) is None
+    (folder / 'extra').write_bytes(b'')
+    assert 'not in its manifest' in dbb.check_checksum(manifest, str(folder))
+    os.unlink(str(folder / 'extra'))
+    (folder / 'toc.dat').write_bytes(b'tod')
+    assert 'damaged' in dbb.check_checksum(manifest, str(folder))
+
+
+# --- secrets in files --------------------------------------------------------------------------
+
+@pytest.mark.parametrize('password, line', [
+    ('simple', '*:*:*:*:simple\n'),
+    ('a:b\\c', '*:*:*:*:a\\:b\\\\c\n'),
+])
+def test_pgpass_line(password, line):
+    assert dbb.pgpass_line(password) == line
+
+
+def test_pgpass_line_refuses_line_break():
+    with pytest.raises(dbb.BackupError, match='line break'):
+        dbb.pgpass_line('a\nb')
+
+
+@pytest.mark.parametrize('value, quoted', [
+    ('pw', '"pw"'),
+    ('p"w', "'p\"w'"),
+    ('a\\b', '"a\\\\b"'),
+    ('p"\'w', '"p"\'w"'),
+    ('p"\'#w', None),
+    ('a\nb', None),
+])
+def test_mysql_option_value(value, quoted):
+    if quoted is None:
+        with pytest.raises(dbb.BackupError):
+            dbb.mysql_option_value(value)
+    else:
+        assert dbb.mysql_option_value(value) == quoted
+
+
+def test_mysql_option_file_tcp_and_socket():
+    text = dbb.mysql_option_file(dict(login_user='u', login_password='p', login_host='127.0.0.1', login_port=3307,
+                                      connect_timeout=5))
+    assert text.startswith('[client]\n') and 'password="p"' in text and 'port=3307' in text and 'protocol=tcp' in text
+    assert '[mysql]\nconnect-timeout=5' in text
+    text = dbb.mysql_option_file(dict(login_unix_socket='/run/m.sock'))
+    assert 'socket="/run/m.sock"' in text and 'protocol=socket' in text and 'password' not in text
+
+
+def test_secret_files_are_private_and_removed(tmp_path):
+    files = dbb.SecretFiles(str(tmp_path))
+    path = files.write('pgpass', 'secret')
+    assert os.stat(files.folder).st_mode & 0o777 == 0o700
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    files.cleanup()
+    assert not os.path.exists(files.folder)
+
+
+@pytest.mark.parametrize('name, conninfo', [
+    ('pmod', "dbname='pmod'"),
+    ("it's", "dbname='it\\'s'"),
+    ('a=b', "dbname='a=b'"),
+])
+def test_pg_conninfo(name, conninfo):
+    assert dbb.pg_conninfo(name) == conninfo
+
+
+# --- SQL Server statements (SQL Server cannot run here; these are what sqlcmd would get) -------
+
+@pytest.mark.parametrize('database, path, compression, label, expected', [
+    ('ImageServer', '/var/opt/mssql/backup/is.bak', 'none', None,
+     "BACKUP DATABASE [ImageServer] TO DISK = N'/var/opt/mssql/backup/is.bak' WITH COPY_ONLY, CHECKSUM, FORMAT, INIT,"
+     " NO_COMPRESSION"),
+    ('Image]Server', "C:\\b\\o'neil.bak", 'gzip', 'pre',
+     "BACKUP DATABASE [Image]]Server] TO DISK = N'C:\\b\\o''neil.bak' WITH COPY_ONLY, CHECKSUM, FORMAT, INIT,"
+     " COMPRESSION, NAME = N'pre'"),
+])
+def test_mssql_backup_statement(database, path, compression, label, expected):
+    assert dbb.mssql_backup_statement(database, path, compression, label) == expected
+
+
+def test_mssql_verify_and_restore_statements():
+    assert dbb.mssql_verify_statement("/b/x'.bak") == "RESTORE VERIFYONLY FROM DISK = N'/b/x''.bak' WITH CHECKSUM"
+    assert dbb.mssql_filelist_statement('/b/x.bak') == "RESTORE FILELISTONLY FROM DISK = N'/b/x.bak'"
+    moves = dbb.mssql_moves([('IS_Data', 'D:\\data\\IS.mdf'), ('IS_Log', 'D:\\log\\IS_log.ldf')], 'IS_copy')
+    assert moves == {'IS_Data': 'D:\\data\\IS_copy_0.mdf', 'IS_Log': 'D:\\log\\IS_copy_1.ldf'}
+    assert dbb.mssql_restore_statement('IS_copy', '/b/x.bak', moves) == (
+        "RESTORE DATABASE [IS_copy] FROM DISK = N'/b/x.bak' WITH CHECKSUM, REPLACE, RECOVERY,"
+        " MOVE N'IS_Data' TO N'D:\\data\\IS_copy_0.mdf', MOVE N'IS_Log' TO N'D:\\log\\IS_copy_1.ldf'")
+    assert dbb.mssql_restore_statement('IS', '/b/x.bak') == (
+        "RESTORE DATABASE [IS] FROM DISK = N'/b/x.bak' WITH CHECKSUM, REPLACE, RECOVERY")
+    drop = dbb.mssql_drop_statement('IS_copy')
+    assert "DB_ID(N'IS_copy')" in drop and 'SET SINGLE_USER WITH ROLLBACK IMMEDIATE' in drop and 'DROP DATABASE [IS_copy]' in drop
+    assert "DB_ID(N'IS')" in dbb.mssql_size_query('IS')
+    assert 'sys.partitions' in dbb.mssql_row_count_query()
+
+
+# --- streaming ---------------------------------------------------------------------------------
+
+def test_run_pipeline_hashes_what_it_writes(tmp_path):
+    out = tmp_path / 'out'
+    with open(str(out), 'wb') as handle:
+        writer = dbb.HashingWriter(handle)
+        results = dbb.run_pipeline([[sys.executable, '-c', 'import sys; sys.stdout.write("x" * 3000000)'],
+                                    ['gzip', '-c']], sink=writer)
+    assert [r[1] for r in results] == [0, 0]
+    data = out.read_bytes()
+    assert writer.size == len(data) and writer.hexdigest == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize('results, patterns, expected', [
+    ([('pg_dump', 0, ''), ('zstd', 0, '')], (), None),
+    ([('pg_dump', 1, 'pg_dump: error: x'), ('zstd', 0, '')], (), 'pg_dump exited with 1'),
+    ([('pg_dump', 0, 'pg_dump: error: query failed'), ('zstd', 0, '')], (r'(?m)^pg_dump: error:',),
+     'pg_dump exited 0 but reported an error'),
+    ([('mariadb-dump', -13, ''), ('gzip', 1, 'gzip: disk full')], (), 'gzip exited with 1'),
+    ([('zstd', -13, ''), ('pg_restore', 0, '')], (), None),
+    ([('zstd', 0, ''), ('pg_restore', -13, '')], (), 'pg_restore exited with -13'),
+])
+def test_pipeline_failure(results, patterns, expected):
+    message = dbb.pipeline_failure(results, patterns)
+    if expected is None:
+        assert message is None
+    else:
+        assert message.startswith(expected)
+
+
+def test_pipeline_kills_everything_when_the_sink_fails(tmp_path):
+    def sink(_chunk):
+        raise OSError(28, 'No space left on device')
+
+    with pytest.raises(OSError):
+        dbb.run_pipeline([[sys.executable, '-c', 'import sys\nwhile True: sys.stdout.write("y" * 65536)']], sink=sink)
+
+
+@pytest.mark.parametrize('mode, expected', [(0o600, 0o700), (0o640, 0o750), (0o644, 0o755), (0o200, 0o200)])
+def test_mode_for_directory(mode, expected):
+    assert dbb.mode_for_directory(mode) == expected
+
+
+def test_scratch_name_is_short_and_unique():
+    names = {dbb.scratch_name('x' * 100) for _attempt in range(20)}
+    assert len(names) == 20 and all(len(n) <= 63 for n in names)
+
+
+# --- database.py additions, on SQLite -------------------------------------------------------
+
+def test_table_inventory_on_sqlite(tmp_path):
+    conn = sqlite3.connect(str(tmp_path / 'a.db'))
+    conn.execute('CREATE TABLE "we""ird" (id INTEGER PRIMARY KEY AUTOINCREMENT)')
+    conn.execute('CREATE TABLE plain (v TEXT)')
+    conn.execute('CREATE VIEW v AS SELECT * FROM plain')
+    conn.executemany('INSERT INTO plain VALUES (?)', [('a',), ('b',)])
+    conn.execute('INSERT INTO "we""ird" DEFAULT VALUES')
+    conn.commit()
+    assert database.list_tables(conn, 'sqlite') == ['plain', 'we"ird']
+    assert database.table_row_counts(conn, 'sqlite') == {'plain': 2, 'we"ird': 1}
+    assert database.database_size(conn, 'sqlite') == os.path.getsize(str(tmp_path / 'a.db'))
+    assert database.database_size(conn, 'files') is None
+
+
+@pytest.mark.parametrize('engine, name, quoted', [
+    ('postgresql', 'a"b', '"a""b"'), ('mysql', 'a`b', '`a``b`'), ('mssql', 'a]b', '[a]]b]'), ('firebird', 'T', '"T"'),
+])
+def test_quote_identifier(engine, name, quoted):
+    assert database.quote_identifier(engine, name) == quoted
