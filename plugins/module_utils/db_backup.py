@@ -1019,9 +1019,8 @@ class MysqlEngine(Engine):
         self.load(path, manifest, target)
 
 
-class SqliteEngine(Engine):
-    engine = 'sqlite'
-    programs = ()
+class _PathEngine(Engine):
+    """An engine whose database is a file or folder at ``path``: test restores go beside the backup."""
 
     def source_id(self):
         return os.path.realpath(self.params['path'])
@@ -1031,6 +1030,11 @@ class SqliteEngine(Engine):
 
     def scratch_hint(self, backup_path):
         return backup_path
+
+
+class SqliteEngine(_PathEngine):
+    engine = 'sqlite'
+    programs = ()
 
     def connect(self, database=None):
         path = database or self.params['path']
@@ -1258,7 +1262,7 @@ class FirebirdEngine(Engine):
         os.replace(handle, target)
 
 
-class FilesEngine(Engine):
+class FilesEngine(_PathEngine):
     engine = 'files'
     programs = ()
     error_patterns = (r'(?m)^tar: .*(Cannot|Error)',)
@@ -1266,15 +1270,6 @@ class FilesEngine(Engine):
     def resolve_programs(self):
         self.bins['tar'] = self.find_program(['tar'], 'copy the folder', client=False)
         super().resolve_programs()
-
-    def source_id(self):
-        return os.path.realpath(self.params['path'])
-
-    def restore_target_default(self):
-        return self.params['path']
-
-    def scratch_hint(self, backup_path):
-        return backup_path
 
     @staticmethod
     def inventory(root):
