@@ -910,6 +910,15 @@ def kill_all(ctx, svc):
     return done
 
 
+def wait_until_gone(ctx, svc, deadline, interval):
+    """Poll until nothing of ``svc`` is alive or ``deadline`` passes; returns what is still alive."""
+    alive = what_is_alive(ctx, svc)
+    while alive and time.monotonic() < deadline:
+        time.sleep(min(interval, max(deadline - time.monotonic(), 0.01)))
+        alive = what_is_alive(ctx, svc)
+    return alive
+
+
 def stop_one(module, ctx, svc, entry):
     """Stop ``svc`` and wait until it is really down; returns an error message or None."""
     started = time.monotonic()
@@ -923,18 +932,11 @@ def stop_one(module, ctx, svc, entry):
         entry['action'] = 'failed'
         entry['seconds'] = round(time.monotonic() - started, 3)
         return 'service %s: %s' % (svc['name'], to_native(exc))
-    alive = what_is_alive(ctx, svc)
-    while alive and time.monotonic() < deadline:
-        time.sleep(min(interval, max(deadline - time.monotonic(), 0.01)))
-        alive = what_is_alive(ctx, svc)
+    alive = wait_until_gone(ctx, svc, deadline, interval)
     action = 'stopped'
     if alive and svc['kill_after']:
         killed = kill_all(ctx, svc)
-        kill_deadline = time.monotonic() + KILL_WAIT
-        alive = what_is_alive(ctx, svc)
-        while alive and time.monotonic() < kill_deadline:
-            time.sleep(min(interval, 0.2))
-            alive = what_is_alive(ctx, svc)
+        alive = wait_until_gone(ctx, svc, time.monotonic() + KILL_WAIT, min(interval, 0.2))
         action = 'killed'
         if alive:
             alive = '%s (%s s after SIGKILL to %s)' % (alive, int(KILL_WAIT), ', '.join(killed) or 'nothing known')
