@@ -1,7 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: clinops.upgrade contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Backup, verification and restore engines behind the ``db_backup`` module.
+"""The ``db_backup`` module: its option checks, engines and whole run, for the module and for in-process callers.
+
+``module_kwargs()`` gives the keyword arguments of ``AnsibleModule`` and ``run(module)`` is the module's whole
+behaviour, ending in ``module.exit_json`` or ``module.fail_json``; ``plugins/modules/db_backup.py`` is only its
+documentation and ``run(AnsibleModule(**module_kwargs()))``.  Another module can run a backup or restore inside
+its own process by calling ``run`` with an ``AnsibleModule``-like object (see ``run`` for what it uses).
 
 The pure helpers (names, retention, manifests, option files, SQL Server statements) are plain functions
 that the unit tests call directly.  The engines run the database's own client programs.  Dumps are
@@ -15,26 +20,36 @@ from __future__ import annotations
 
 import datetime
 import errno
+import grp
 import hashlib
 import json
 import os
+import pwd
 import re
 import secrets
 import shutil
+import signal
 import sqlite3
+import stat
 import subprocess
 import tempfile
 import time
 import urllib.parse
 
+from ansible.module_utils.common.text.converters import to_bytes, to_native, to_text
+
 from ansible_collections.clinops.upgrade.plugins.module_utils.database import (
     DEFAULT_PORTS,
+    ENGINES,
     DatabaseError,
+    check_connection_params,
     connect,
+    database_argument_spec,
     database_size,
     describe_error,
     firebird_dsn,
     quote_identifier,
+    require_driver,
     server_version,
     table_row_counts,
 )
@@ -414,6 +429,7 @@ def run_pipeline(cmds, stdin=None, sink=None, env=None):
     procs = []
     errs = []
     prev = stdin if stdin is not None else subprocess.DEVNULL
+    done = False
     try:
         for index, cmd in enumerate(cmds):
             last = index == len(cmds) - 1
@@ -435,15 +451,15 @@ def run_pipeline(cmds, stdin=None, sink=None, env=None):
             out.close()
         for proc in procs:
             proc.wait()
-    except BaseException:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            if proc.stdout:
-                proc.stdout.close()
-        raise
+        done = True
     finally:
+        if not done:  # any exception, the caller's exit exceptions included: kill first, then let it propagate
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait()
+                if proc.stdout:
+                    proc.stdout.close()
         results = []
         for cmd, err in zip(cmds, errs):
             err.seek(0)
@@ -893,6 +909,7 @@ class PostgresEngine(Engine):
         name = scratch_name(target_hint, 'restoring')
         ident = quote_identifier('postgresql', name)
         self.exec_maintenance(['CREATE DATABASE %s TEMPLATE template0' % ident])
+        done = False
         try:
             cmd = [self.bins['pg_restore'], '--exit-on-error', '--no-password'] + self.conn_args()[1:] + [
                 '--dbname', pg_conninfo(name)]
@@ -903,9 +920,10 @@ class PostgresEngine(Engine):
                 with handle:
                     self.run(dec + [cmd] if dec else [cmd + [path]], stdin=handle if dec else None,
                              what='pg_restore into %s' % name)
-        except BaseException:
-            self.drop_scratch(name)
-            raise
+            done = True
+        finally:
+            if not done:
+                self.drop_scratch(name)
         return name
 
     def drop_scratch(self, handle):
@@ -998,11 +1016,13 @@ class MysqlEngine(Engine):
     def restore_scratch(self, path, manifest, target_hint):
         name = scratch_name(target_hint, 'restoring')
         self.admin(['CREATE DATABASE %s' % quote_identifier('mysql', name)])
+        done = False
         try:
             self.load(path, manifest, name)
-        except BaseException:
-            self.drop_scratch(name)
-            raise
+            done = True
+        finally:
+            if not done:
+                self.drop_scratch(name)
         return name
 
     def drop_scratch(self, handle):
@@ -1136,12 +1156,14 @@ class SqliteEngine(_PathEngine):
     def restore_scratch(self, path, manifest, target_hint):
         folder = os.path.dirname(os.path.abspath(target_hint))
         scratch = os.path.join(folder, '.%s.restoring.%s' % (os.path.basename(target_hint), secrets.token_hex(4)))
+        done = False
         try:
             self.plain_copy(path, manifest, scratch)
             self.integrity(scratch)
-        except BaseException:
-            remove_path(scratch)
-            raise
+            done = True
+        finally:
+            if not done:
+                remove_path(scratch)
         return scratch
 
     def drop_scratch(self, handle):
@@ -1216,15 +1238,17 @@ class FirebirdEngine(Engine):
         scratch = self.scratch_path(target_hint, purpose)
         handle, dec = self.open_backup_stream(path, manifest)
         cmd = [self.bins['gbak'], '-c'] + self.auth_args()
+        done = False
         try:
             with handle:
                 if dec:
                     self.run(dec + [cmd + ['stdin', self.dsn(scratch)]], stdin=handle, what='gbak restore of %s' % path)
                 else:
                     self.run([cmd + [path, self.dsn(scratch)]], what='gbak restore of %s' % path)
-        except BaseException:
-            self.drop_scratch(scratch)
-            raise
+            done = True
+        finally:
+            if not done:
+                self.drop_scratch(scratch)
         return scratch
 
     def quick_check(self, path, manifest):
@@ -1322,6 +1346,7 @@ class FilesEngine(_PathEngine):
         scratch = os.path.join(os.path.dirname(target_hint),
                                '.%s.restoring.%s' % (os.path.basename(target_hint), secrets.token_hex(4)))
         os.mkdir(scratch, 0o700)
+        done = False
         try:
             handle, dec = self.open_backup_stream(path, manifest)
             with handle:
@@ -1330,9 +1355,10 @@ class FilesEngine(_PathEngine):
             inner = os.listdir(scratch)
             if len(inner) != 1 or not os.path.isdir(os.path.join(scratch, inner[0])):
                 raise BackupError('archive %s does not hold exactly one folder' % path)
-        except BaseException:
-            remove_path(scratch)
-            raise
+            done = True
+        finally:
+            if not done:
+                remove_path(scratch)
         return os.path.join(scratch, inner[0])
 
     def scratch_counts(self, handle):
@@ -1419,11 +1445,13 @@ class MssqlEngine(Engine):
             parts = line.split('|')
             if len(parts) > 2:
                 filelist.append((parts[0], parts[1]))
+        done = False
         try:
             self.sqlcmd(mssql_restore_statement(name, path, mssql_moves(filelist, name)))
-        except BaseException:
-            self.drop_scratch(name)
-            raise
+            done = True
+        finally:
+            if not done:
+                self.drop_scratch(name)
         return name
 
     def drop_scratch(self, handle):
@@ -1465,3 +1493,471 @@ def free_space(folder):
 
 def elapsed(started):
     return round(time.monotonic() - started, 3)
+
+
+# ----------------------------------------------------------------------------------------------
+# file attributes: AnsibleModule.set_mode_if_different, set_owner_if_different and set_group_if_different
+# (ansible-core 2.19) in plain Python, for a module object that offers only params, check_mode, fail_json, ...
+# The module never sets attributes in check mode, so their check-mode branches are left out.
+
+def set_mode_if_different(module, path, mode):
+    """Give ``path`` the octal ``mode`` (an int), without following a symbolic link."""
+    b_path = os.path.expanduser(os.path.expandvars(to_bytes(path, errors='surrogate_or_strict')))
+    prev_mode = stat.S_IMODE(os.lstat(b_path).st_mode)
+    if prev_mode == mode:
+        return
+    try:
+        if hasattr(os, 'lchmod'):
+            os.lchmod(b_path, mode)
+        elif not os.path.islink(b_path):
+            os.chmod(b_path, mode)
+        else:
+            # set the perms of the link without changing those of the file it points to
+            underlying_stat = os.stat(b_path)
+            os.chmod(b_path, mode)
+            if underlying_stat.st_mode != os.stat(b_path).st_mode:
+                os.chmod(b_path, stat.S_IMODE(underlying_stat.st_mode))
+    except OSError as exc:
+        if os.path.islink(b_path) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            pass
+        elif exc.errno in (errno.ENOENT, errno.ELOOP):
+            pass
+        else:
+            raise
+    except Exception as exc:  # pylint: disable=broad-except
+        module.fail_json(path=to_text(b_path), msg='chmod failed', details=to_native(exc))
+    os.lstat(b_path)  # as AnsibleModule does after the change: a path that vanished fails here
+
+
+def set_owner_if_different(module, path, owner):
+    """Make ``owner`` (a name or a uid) own ``path``, without following a symbolic link."""
+    b_path = os.path.expanduser(os.path.expandvars(to_bytes(path, errors='surrogate_or_strict')))
+    orig_uid = os.lstat(b_path).st_uid
+    try:
+        uid = int(owner)
+    except ValueError:
+        try:
+            uid = pwd.getpwnam(owner).pw_uid
+        except KeyError:
+            module.fail_json(path=to_text(b_path), msg='chown failed: failed to look up user %s' % owner)
+    if orig_uid != uid:
+        try:
+            os.lchown(b_path, uid, -1)
+        except OSError as exc:
+            module.fail_json(path=to_text(b_path), msg='chown failed', exception=exc)
+
+
+def set_group_if_different(module, path, group):
+    """Give ``path`` the group ``group`` (a name or a gid), without following a symbolic link."""
+    b_path = os.path.expanduser(os.path.expandvars(to_bytes(path, errors='surrogate_or_strict')))
+    orig_gid = os.lstat(b_path).st_gid
+    try:
+        gid = int(group)
+    except ValueError:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            module.fail_json(path=to_text(b_path), msg='chgrp failed: failed to look up group %s' % group)
+    if orig_gid != gid:
+        try:
+            os.lchown(b_path, -1, gid)
+        except OSError:
+            module.fail_json(path=to_text(b_path), msg='chgrp failed')
+
+
+# ----------------------------------------------------------------------------------------------
+# the module: option checks, one run, and the entry points module_kwargs() and run(module)
+
+def parse_mode(value):
+    """An octal mode from ``"0600"``, ``"600"`` or an int; raise BackupError otherwise."""
+    if isinstance(value, int):
+        mode = value
+    else:
+        text = str(value).strip()
+        if not text or any(c not in '01234567' for c in text):
+            raise BackupError('mode %r is not an octal number such as "0600"' % value)
+        mode = int(text, 8)
+    if not 0 <= mode <= 0o7777:
+        raise BackupError('mode %r is out of range' % value)
+    return mode
+
+
+def validate_options(params):
+    """Everything about the input that can be checked without touching anything; returns derived settings."""
+    problem = check_connection_params(params, ENGINES)
+    if problem:
+        raise BackupError(problem)
+    engine = params['engine']
+    state = params['state']
+    if state == 'present' and not params.get('dest'):
+        raise BackupError('state present needs dest (the backup folder)')
+    if state == 'restored' and not (params.get('dest') or params.get('backup')):
+        raise BackupError('state restored needs backup, or dest to find the newest backup in')
+    if state == 'present':
+        for option in ('backup', 'target_database'):
+            if params.get(option):
+                raise BackupError('%s applies to state restored only' % option)
+    if engine == 'firebird' and not params.get('path'):
+        raise BackupError('engine firebird needs path (the database file as the server sees it)')
+    fmt = resolve_format(engine, params.get('format'))
+    compression = resolve_compression(engine, fmt, params.get('compression'))
+    jobs = params.get('jobs')
+    if jobs is None or jobs < 1:
+        raise BackupError('jobs must be 1 or more')
+    if jobs > 1 and not (engine == 'postgresql' and fmt == 'directory'):
+        raise BackupError('jobs %d needs engine postgresql with format directory (other formats are written by one process)' % jobs)
+    if params.get('keep') is not None and params['keep'] < 1:
+        raise BackupError('keep must be 1 or more (the backup just taken is always kept)')
+    if params.get('label') is not None and not params['label'].strip():
+        raise BackupError('label must not be empty')
+    mode = parse_mode(params.get('mode') if params.get('mode') is not None else '0600')
+    if state == 'present':
+        # render once now, so a bad template fails before anything is touched
+        render_name(params.get('name'), engine, 'db', params.get('label'), utc_timestamp(), backup_extension(engine, fmt, compression))
+    return dict(format=fmt, compression=compression, mode=mode)
+
+
+def check_account(owner, group):
+    for value, lookup, what in ((owner, pwd.getpwnam, 'owner'), (group, grp.getgrnam, 'group')):
+        if value is None or value.isdigit():
+            continue
+        try:
+            lookup(value)
+        except KeyError:
+            raise BackupError('%s %s does not exist on this host' % (what, value)) from None
+
+
+def display_name(params):
+    if params.get('database') and params['engine'] not in ('sqlite', 'files'):
+        return params['database'] if params['engine'] != 'firebird' or not params.get('path') else _stem(params['path'])
+    return _stem(params.get('path') or params.get('database') or 'db')
+
+
+def _stem(path):
+    base = os.path.basename(os.path.normpath(path))
+    stem = os.path.splitext(base)[0]
+    return stem or base
+
+
+class Runner:
+    """One module run: holds the module, the engine and what must be cleaned up on failure."""
+
+    def __init__(self, module, settings):
+        self.module = module
+        self.params = module.params
+        self.settings = settings
+        self.started = time.monotonic()
+        self.engine = make_engine(module, self.params, settings['format'], settings['compression'],
+                                  secret_parent=getattr(module, 'tmpdir', None))
+        self.temporary = []
+        self.result = dict(changed=False, backup_path=None, manifest={}, verified=False, reused=False, rejected=[])
+
+    # -- verification ---------------------------------------------------------------------------
+    def verify_backup(self, path, manifest, level, expected_counts=None, fresh=False):
+        """Run ``level`` checks on ``path``; return (checks, row_counts); raise BackupError on failure."""
+        checks = []
+        if not fresh:
+            problem = check_checksum(manifest, path)
+            if problem:
+                raise BackupError(problem)
+            checks.append('sha256 matches the manifest')
+        else:
+            checks.append('sha256 computed while writing (%s)' % manifest.get('checksum_method'))
+        counts = None
+        if level in ('quick', 'restore'):
+            checks.append(self.engine.quick_check(path, manifest))
+        if level == 'restore':
+            scratch = self.engine.restore_scratch(path, manifest, self.engine.scratch_hint(path))
+            try:
+                counts = self.engine.scratch_counts(scratch)
+            finally:
+                self.engine.drop_scratch(scratch)
+            if expected_counts is not None:
+                problems = compare_row_counts(expected_counts, counts)
+                if problems:
+                    raise BackupError('the test restore differs from the source: %s' % '; '.join(problems[:10]))
+                checks.append('test restore: %d tables, row counts equal to the source' % len(counts))
+            else:
+                checks.append('test restore: %d tables restored (the manifest has no source counts to compare)' % len(counts))
+        return checks, counts
+
+    def check_existing(self, manifest, level):
+        """None when an existing backup can be trusted at ``level`` (checksum only in check mode), else the reason."""
+        verification = manifest.get('verification') or {}
+        if not verification.get('ok'):
+            return 'its own verification had failed or never ran'
+        try:
+            if self.module.check_mode:
+                return check_checksum(manifest, manifest['backup_path'])
+            self.verify_backup(manifest['backup_path'], manifest, level, expected_counts=manifest.get('row_counts'))
+        except BackupError as exc:
+            return str(exc)
+        except OSError as exc:
+            return 'cannot read %s: %s' % (manifest['backup_path'], exc)
+        return None
+
+    # -- files ----------------------------------------------------------------------------------
+    def apply_attributes(self, path):
+        mode = self.settings['mode']
+        paths = [path]
+        if os.path.isdir(path):
+            for folder, dirs, files in os.walk(path):
+                paths += [os.path.join(folder, n) for n in dirs + files]
+        for item in paths:
+            set_mode_if_different(self.module, item, mode_for_directory(mode) if os.path.isdir(item) else mode)
+            if self.params.get('owner'):
+                set_owner_if_different(self.module, item, self.params['owner'])
+            if self.params.get('group'):
+                set_group_if_different(self.module, item, self.params['group'])
+
+    def check_dest_writable(self, dest):
+        if not os.path.exists(dest):
+            parent = os.path.dirname(os.path.abspath(dest))
+            if not os.path.isdir(parent):
+                raise BackupError('dest %s does not exist and neither does its parent %s' % (dest, parent))
+            if not self.module.check_mode:
+                try:
+                    os.mkdir(dest, 0o700)
+                except OSError as exc:
+                    raise BackupError('cannot create dest %s: %s' % (dest, exc.strerror)) from exc
+            return
+        if not os.path.isdir(dest):
+            raise BackupError('dest %s exists and is not a folder' % dest)
+        if self.module.check_mode:
+            if not os.access(dest, os.W_OK | os.X_OK):
+                raise BackupError('dest %s is not writable' % dest)
+            return
+        try:
+            fd, probe = tempfile.mkstemp(prefix='.db_backup-probe-', dir=dest)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise BackupError('dest %s is not writable: %s' % (dest, exc.strerror)) from exc
+
+    # -- state=present --------------------------------------------------------------------------
+    def present(self):
+        params = self.params
+        engine = self.engine
+        dest = params['dest']
+        fmt, compression = self.settings['format'], self.settings['compression']
+        level = params['verify']
+        self.check_dest_writable(dest)
+        engine.resolve_programs()
+        version, db_size = engine.probe()
+        source = engine.source_id()
+        existing = matching_manifests(load_manifests(dest), params['engine'], source)
+
+        if params.get('label'):
+            for manifest in matching_manifests(existing, params['engine'], source, params['label'], fmt, compression,
+                                               label_required=True):
+                reason = self.check_existing(manifest, level)
+                if reason is None:
+                    self.result.update(backup_path=manifest['backup_path'], manifest=_public(manifest), reused=True,
+                                       verified=True, deleted=[])
+                    return
+                self.result['rejected'].append(dict(backup_path=manifest['backup_path'], reason=reason))
+                self.module.warn('backup %s with label %s is not reused: %s' % (manifest['backup_path'], params['label'], reason))
+
+        free = free_space(dest)
+        needed = db_size or 0
+        extension = backup_extension(params['engine'], fmt, compression)
+        name = render_name(params.get('name'), params['engine'], display_name(params), params.get('label'), utc_timestamp(), extension)
+        final = os.path.join(dest, name)
+        counter = 1
+        while os.path.lexists(final) or os.path.lexists(manifest_path(final)):
+            counter += 1
+            final = os.path.join(dest, '%s-%d%s' % (name[:-len(extension)], counter, extension))
+        self.result.update(backup_path=final, estimated_size=db_size, free_space=free, space_ok=free >= needed)
+        if free < needed:
+            raise BackupError('not enough free space in %s: the database is %d bytes, %d bytes are free' % (dest, needed, free))
+        planned = existing + [dict(backup_path=final, created_at='9999')]
+        doomed = select_for_retention(planned, params.get('keep'), final)
+        self.result['deleted'] = [m['backup_path'] for m in doomed]
+        self.result['changed'] = True
+        if self.module.check_mode:
+            return
+
+        tool_versions = engine.tool_versions()
+        token = secrets.token_hex(4)
+        tmp = os.path.join(dest, '.%s.%s.tmp' % (name, token))
+        tmp_manifest = os.path.join(dest, '.%s.%s.manifest.tmp' % (name, token))
+        self.temporary += [tmp, tmp_manifest]
+        created_at = iso_now()
+        dumped = engine.dump(tmp, count_rows=level == 'restore')
+        manifest = build_manifest(
+            params['engine'], display_name(params), source, params.get('label'), fmt, compression, os.path.basename(final),
+            dumped['size'], dumped['sha256'], version, tool_versions, db_size, created_at, dumped['checksum_method'],
+            files=dumped.get('files'), row_counts=dumped.get('row_counts'), extra=dumped.get('extra'))
+        try:
+            checks, counts = self.verify_backup(tmp, manifest, level, expected_counts=dumped.get('row_counts'), fresh=True)
+        except BackupError as exc:
+            raise BackupError('verification (%s) of the new backup failed, so it was removed and no older backup was'
+                              ' deleted: %s' % (level, exc)) from exc
+        manifest['verification'] = dict(level=level, ok=True, checks=checks, verified_at=iso_now())
+        with open(tmp_manifest, 'x', encoding='utf-8') as handle:
+            json.dump(manifest, handle, indent=2, sort_keys=True)
+            handle.write('\n')
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.apply_attributes(tmp)
+        self.apply_attributes(tmp_manifest)
+        os.rename(tmp, final)
+        self.temporary.remove(tmp)
+        self.temporary.append(final)
+        os.rename(tmp_manifest, manifest_path(final))
+        self.temporary = []
+        fsync_path(dest)
+        for old in doomed:
+            remove_path(old['backup_path'])
+            remove_path(old['manifest_path'])
+        manifest['backup_path'] = final
+        self.result.update(manifest=_public(manifest), verified=True)
+        if counts is not None:
+            self.result['row_counts'] = counts
+
+    # -- state=restored -------------------------------------------------------------------------
+    def find_backup(self):
+        params = self.params
+        if params.get('backup'):
+            path = params['backup'].rstrip('/')
+            try:
+                with open(manifest_path(path), encoding='utf-8') as handle:
+                    manifest = json.load(handle)
+            except (OSError, ValueError) as exc:
+                raise BackupError('backup %s has no readable manifest %s: %s' % (path, manifest_path(path), exc)) from exc
+            if manifest.get('engine') != params['engine']:
+                raise BackupError('backup %s is a %s backup, not %s' % (path, manifest.get('engine'), params['engine']))
+            manifest['backup_path'] = path
+            return manifest
+        candidates = matching_manifests(load_manifests(params['dest']), params['engine'], self.engine.source_id(),
+                                        params.get('label'), label_required=bool(params.get('label')))
+        if not candidates:
+            raise BackupError('no backup of %s%s with a manifest in %s' % (
+                self.engine.source_id(), ' with label %s' % params['label'] if params.get('label') else '', params['dest']))
+        return candidates[0]
+
+    def restored(self):
+        params = self.params
+        engine = self.engine
+        level = params['verify']
+        manifest = self.find_backup()
+        path = manifest['backup_path']
+        self.result['backup_path'] = path
+        engine.use_backup_format(manifest.get('format'), manifest.get('compression'))
+        engine.resolve_programs()
+        target = params.get('target_database') or engine.restore_target_default()
+        self.result['target_database'] = target
+        if not (manifest.get('verification') or {}).get('ok'):
+            raise BackupError('backup %s did not pass its verification when it was taken; pass it as backup only after'
+                              ' checking it by hand' % path)
+        if self.module.check_mode:
+            problem = check_checksum(manifest, path)
+            if problem:
+                raise BackupError('backup %s is not restored: %s' % (path, problem))
+            self.result.update(changed=True, manifest=_public(manifest), verified=True)
+            return
+        quick = 'quick' if level == 'restore' else level
+        try:
+            self.verify_backup(path, manifest, quick)
+        except BackupError as exc:
+            self.result['rejected'].append(dict(backup_path=path, reason=str(exc)))
+            raise BackupError('backup %s is not restored: %s' % (path, exc)) from exc
+        scratch = engine.restore_scratch(path, manifest, target)
+        done = False
+        try:
+            counts = engine.scratch_counts(scratch)
+            if manifest.get('row_counts') is not None and level != 'none':
+                problems = compare_row_counts(manifest['row_counts'], counts)
+                if problems:
+                    raise BackupError('the restored copy differs from the counts in the manifest, %s was left as it was: %s'
+                                      % (target, '; '.join(problems[:10])))
+            engine.swap_in(scratch, target, path, manifest)
+            done = True
+        finally:
+            if not done:  # any exception, the caller's exit exceptions included
+                engine.drop_scratch(scratch)
+        self.result.update(changed=True, manifest=_public(manifest), verified=True, row_counts=counts)
+
+    def cleanup(self):
+        for path in self.temporary:
+            remove_path(path)
+        self.temporary = []
+        self.engine.cleanup()
+
+
+def _public(manifest):
+    return dict((k, v) for k, v in manifest.items() if k not in ('manifest_path',))
+
+
+def _os_error(exc):
+    if getattr(exc, 'errno', None) == 28:
+        return 'no space left on device (%s)' % (exc.filename or 'the backup')
+    return '%s%s' % (exc.strerror or exc, ' (%s)' % exc.filename if exc.filename else '')
+
+
+def module_kwargs():
+    """The keyword arguments of ``AnsibleModule(**module_kwargs())`` for db_backup (a new dict on every call)."""
+    argument_spec = database_argument_spec()
+    argument_spec.update(
+        state=dict(type='str', default='present', choices=['present', 'restored']),
+        dest=dict(type='path'),
+        name=dict(type='str'),
+        format=dict(type='str', choices=list(ALL_FORMATS)),
+        compression=dict(type='str', choices=['none', 'gzip', 'zstd']),
+        jobs=dict(type='int', default=1),
+        label=dict(type='str'),
+        verify=dict(type='str', default='quick', choices=['none', 'quick', 'restore']),
+        keep=dict(type='int'),
+        mode=dict(type='raw', default='0600'),
+        owner=dict(type='str'),
+        group=dict(type='str'),
+        backup=dict(type='path'),
+        target_database=dict(type='str'),
+        bin_dir=dict(type='path'),
+    )
+    return dict(argument_spec=argument_spec, supports_check_mode=True)
+
+
+def run(module):
+    """The whole db_backup module on ``module``; ends in ``module.exit_json`` or ``module.fail_json``.
+
+    Uses only ``params``, ``check_mode``, ``fail_json``, ``exit_json``, ``warn``, ``run_command``,
+    ``get_bin_path`` and ``tmpdir`` of ``module``.  Exit exceptions raised by ``fail_json``/``exit_json``
+    pass through unchanged (scratch copies and temporary files are removed on the way).  Installs a
+    SIGTERM handler for the duration of the run (so it must run in the main thread) and restores the
+    previous one.
+    """
+    try:
+        settings = validate_options(module.params)
+        check_account(module.params.get('owner'), module.params.get('group'))
+    except BackupError as exc:
+        module.fail_json(msg=str(exc))
+    if module.params['engine'] not in ('sqlite', 'files', 'mssql'):
+        require_driver(module, module.params['engine'])
+
+    def terminated(signum, _frame):
+        raise BackupError('terminated by signal %d' % signum)
+
+    previous_handler = signal.signal(signal.SIGTERM, terminated)
+    runner = Runner(module, settings)
+    failure = None
+    try:
+        if module.params['state'] == 'present':
+            runner.present()
+        else:
+            runner.restored()
+    except BackupError as exc:
+        failure = str(exc)
+    except OSError as exc:
+        where = module.params.get('dest') or os.path.dirname(runner.result['backup_path'] or '')
+        failure = 'writing in %s failed: %s' % (where, _os_error(exc))
+    finally:
+        runner.cleanup()
+        signal.signal(signal.SIGTERM, previous_handler)
+    for warning in runner.engine.warnings:
+        module.warn(warning)
+    runner.result['duration_s'] = elapsed(runner.started)
+    if failure:
+        runner.result.pop('changed', None)
+        module.fail_json(msg=failure, **runner.result)
+    module.exit_json(**runner.result)

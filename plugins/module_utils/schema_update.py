@@ -1,10 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: clinops.upgrade contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The schema_update module's logic: migration files, the plan, and one backend per engine.
+"""The schema_update module's logic: migration files, the plan, one backend per engine, and the module itself.
 
-Nothing here talks to Ansible except through the ``module`` passed to the command helpers, so the
-planning rules are unit-tested as plain functions.
+The module file holds only its documentation and ``main()``: ``run(AnsibleModule(**module_kwargs()))``.
+Another module can run the whole of schema_update in its own process with an AnsibleModule-like object
+(see :func:`run`). Nothing here talks to Ansible except through that ``module``, so the planning rules
+are unit-tested as plain functions.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shlex
 import signal
 import subprocess
 import time
@@ -20,7 +23,7 @@ from ansible_collections.clinops.upgrade.plugins.module_utils import versions
 from ansible_collections.clinops.upgrade.plugins.module_utils._schema_update_sql import (
     SqlSplitError, is_commit, is_transaction_control, parse_header, split_statements)
 from ansible_collections.clinops.upgrade.plugins.module_utils.database import (
-    DatabaseError, connect, describe_error)
+    DatabaseError, check_connection_params, connect, database_argument_spec, describe_error, require_driver)
 
 MIGRATION_ENGINES = ('postgresql', 'mysql', 'sqlite', 'firebird')
 FILE_RE = re.compile(r'^V(?P<version>\d+(?:[._]\d+)*)__(?P<description>[^/\\]+)\.sql$')
@@ -694,6 +697,266 @@ def run_tool(argv, timeout, cwd=None):
     return (proc.returncode, out.decode('utf-8', 'replace'), err.decode('utf-8', 'replace'), timed_out)
 
 
+# ---------------------------------------------------------------------------------------------
+# The module
+# ---------------------------------------------------------------------------------------------
+def _text(version):
+    return version.text if version is not None else None
+
+
+def _argv(module, value, name):
+    """An argument list from a list or a string (split like a shell, none run); the program resolved."""
+    if isinstance(value, (list, tuple)):
+        argv = [str(item) for item in value]
+    elif isinstance(value, str):
+        try:
+            argv = shlex.split(value)
+        except ValueError as exc:
+            module.fail_json(msg='%s cannot be split into arguments: %s' % (name, exc))
+    else:
+        module.fail_json(msg='%s must be a list of arguments or a string' % name)
+    if not argv or not argv[0]:
+        module.fail_json(msg='%s is empty' % name)
+    if os.sep not in argv[0]:
+        argv[0] = module.get_bin_path(argv[0], required=True)
+    elif not os.access(argv[0], os.X_OK):
+        module.fail_json(msg='%s: %s is not an executable file' % (name, argv[0]))
+    return argv
+
+
+def _base_result(module):
+    return dict(changed=False, from_version=None, to_version=None, target=None, kind='none', applied=[], pending=[],
+                remaining=[], repaired=[], baseline=None, transactional=None,
+                history_table=module.params['history_table'])
+
+
+# ---------------------------------------------------------------------------------------------
+def run_migrations(module):
+    params = module.params
+    engine = params['engine']
+    result = _base_result(module)
+    problem = check_connection_params(params, MIGRATION_ENGINES) or validate_table_name(params['history_table'], engine)
+    if problem:
+        module.fail_json(msg=problem, **result)
+    for name in ('version_query', 'version_command'):
+        if params[name] is not None:
+            module.fail_json(msg='%s is only used with command' % name, **result)
+    require_driver(module, engine)
+    backend = BACKENDS[engine](params, params['history_table'], params['lock_timeout'])
+    result['transactional'] = backend.transactional
+
+    try:
+        migrations = scan_migrations(params['migrations'])
+        backend.open()
+    except (MigrationError, DatabaseError) as exc:
+        module.fail_json(msg=str(exc), **result)
+
+    applied = []
+    try:
+        try:
+            if not module.check_mode:
+                backend.lock()
+            exists = backend.history_exists()
+            history = backend.read_history(exists)
+            plan = make_plan(migrations, history, target=params['target'], baseline=params['baseline'],
+                             phase=params['phase'], repair=params['repair'], major_blocks=params['major_blocks'])
+            check_statements(plan.pending, engine)
+        except MigrationError as exc:
+            module.fail_json(msg=str(exc), **result)
+        except Exception as exc:  # pylint: disable=broad-except
+            module.fail_json(msg='cannot read the schema history of the %s database: %s' % (engine, exc), **result)
+
+        for warning in plan.warnings:
+            module.warn(warning)
+        result.update(from_version=_text(plan.from_version), to_version=_text(plan.to_version),
+                      target=_text(plan.target), kind=plan.kind, pending=[m.summary() for m in plan.pending],
+                      remaining=[m.summary() for m in plan.remaining], repaired=plan.repair, baseline=plan.baseline,
+                      changed=plan.changes)
+        if module._diff and plan.changes:
+            result['diff'] = dict(
+                before_header='%s (history_table %s)' % (params.get('database') or params.get('path'), params['history_table']),
+                after_header='%s migration(s) up to %s' % (len(plan.pending), _text(plan.target)),
+                before='-- database at version %s; %d history entries\n' % (_text(plan.from_version) or 'none', len(history)),
+                after=''.join('-- %s (phase %s)\n%s\n' % (m.filename, m.phase, m.text.rstrip('\n')) for m in plan.pending))
+        if module.check_mode or not plan.changes:
+            return result
+
+        try:
+            backend.prepare(plan, exists)
+        except Exception as exc:  # pylint: disable=broad-except
+            module.fail_json(msg='cannot prepare the history table %s: %s' % (params['history_table'], exc), **result)
+        failure = None
+        for migration in plan.pending:
+            try:
+                duration = backend.apply(migration, engine)
+            except MigrationFailed as exc:
+                failure = exc
+                break
+            applied.append(dict(migration.summary(), duration_s=round(duration, 6)))
+    finally:
+        try:
+            backend.finish()
+        finally:
+            backend.close()
+
+    done_versions = set(a['version'] for a in applied)
+    result['applied'] = applied
+    result['remaining'] = [m.summary() for m in sorted(plan.pending + plan.remaining, key=lambda m: m.version)
+                           if m.version.text not in done_versions]
+    if failure is None:
+        return result
+    result['to_version'] = _text(level_after(migrations, plan, [versions.parse(v) for v in done_versions]))
+    result['changed'] = bool(applied) or failure.recorded or bool(plan.repair) or plan.baseline is not None
+    result['failed_migration'] = dict(file=failure.migration.filename, line=failure.statement.line,
+                                      statement=failure.statement.sql, recorded=failure.recorded,
+                                      rolled_back=failure.rolled_back)
+    how = ('rolled back' if failure.rolled_back else
+           'NOT rolled back (the engine commits DDL); it is recorded as failed and later runs refuse until repair=true')
+    module.fail_json(msg='%s. %d migration(s) applied before it; %s' % (failure, len(applied), how), **result)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+def read_version(module, argv):
+    params = module.params
+    if argv is not None:
+        rc, out, err = module.run_command(argv)
+        if rc != 0:
+            raise MigrationError('version_command exited with %d: %s' % (rc, (err or out).strip()[-500:]))
+        return parse_reported_version(out, 'version_command')
+    return parse_reported_version(read_version_sql(params, params['version_query']), 'version_query')
+
+
+def run_command_mode(module):
+    params = module.params
+    result = _base_result(module)
+    result['history_table'] = None
+    for name in ('baseline',):
+        if params[name] is not None:
+            module.fail_json(msg='%s is only used with migrations' % name, **result)
+    if params['repair'] or params['phase'] != 'all':
+        module.fail_json(msg='repair and phase are only used with migrations', **result)
+    if (params['version_query'] is None) == (params['version_command'] is None):
+        module.fail_json(msg='command needs exactly one of version_query or version_command', **result)
+    version_argv = None
+    if params['version_query'] is not None:
+        problem = check_connection_params(params, MIGRATION_ENGINES)
+        if problem:
+            module.fail_json(msg='version_query: %s' % problem, **result)
+        require_driver(module, params['engine'])
+    else:
+        version_argv = _argv(module, params['version_command'], 'version_command')
+    argv = _argv(module, params['command'], 'command')
+    if params['command_timeout'] < 0:
+        module.fail_json(msg='command_timeout must be 0 (no limit) or positive', **result)
+    target = None
+    try:
+        if params['target'] is not None:
+            target = versions.parse(params['target'])
+        before = read_version(module, version_argv)
+    except (MigrationError, DatabaseError, versions.VersionError) as exc:
+        module.fail_json(msg=str(exc), **result)
+    except Exception as exc:  # pylint: disable=broad-except
+        module.fail_json(msg='cannot read the version before the command: %s' % exc, **result)
+    result.update(from_version=_text(before), to_version=_text(before), target=_text(target))
+    if target is not None:
+        if before is not None and before > target:
+            module.fail_json(msg='the database is at version %s; target %s is older: downgrades are refused' % (
+                before, target), **result)
+        if before is not None and before == target:
+            return result
+        result['kind'] = versions.change_kind(before, target, params['major_blocks'])
+        result['pending'] = [dict(version=target.text, description='command: %s' % ' '.join(argv), phase=None, file=None)]
+    if module.check_mode:
+        if target is None:
+            module.warn('check mode cannot predict what the command changes without target')
+        result['changed'] = target is not None
+        result['to_version'] = _text(target) if target is not None else _text(before)
+        return result
+
+    started = time.monotonic()
+    try:
+        rc, out, err, timed_out = run_tool(argv, params['command_timeout'])
+    except OSError as exc:
+        module.fail_json(msg='cannot run %s: %s' % (argv[0], exc), **result)
+    duration = time.monotonic() - started
+    result.update(rc=rc, stdout=out, stderr=err)
+    try:
+        after = read_version(module, version_argv)
+    except Exception as exc:  # pylint: disable=broad-except
+        module.fail_json(msg='the command exited with %s, but the version cannot be read afterwards: %s' % (rc, exc),
+                         **result)
+    result['to_version'] = _text(after)
+    result['changed'] = after != before
+    if result['changed']:
+        result['kind'] = versions.change_kind(before, after, params['major_blocks'])
+        result['applied'] = [dict(version=_text(after), description='command: %s' % ' '.join(argv), phase=None,
+                                  file=None, duration_s=round(duration, 6))]
+    problems = []
+    if timed_out:
+        problems.append('the command was killed after command_timeout (%ss)' % params['command_timeout'])
+    elif rc != 0:
+        problems.append('the command exited with %d' % rc)
+    if before is not None and (after is None or after < before):
+        problems.append('the version went down from %s to %s' % (before, _text(after)))
+    if target is not None and (after is None or after != target):
+        problems.append('target %s was not reached' % _text(target))
+    if problems:
+        tail = (err or out).strip()[-1000:]
+        module.fail_json(msg='%s; the database is at version %s (it was %s)%s' % (
+            '; '.join(problems), _text(after), _text(before), (': ' + tail) if tail else ''), **result)
+    return result
+
+
+def module_kwargs():
+    """The keyword arguments of ``AnsibleModule(**module_kwargs())``: a new dict on every call."""
+    argument_spec = database_argument_spec()
+    argument_spec.update(
+        migrations=dict(type='path'),
+        command=dict(type='raw'),
+        version_query=dict(type='str'),
+        version_command=dict(type='raw'),
+        command_timeout=dict(type='int', default=0),
+        target=dict(type='str'),
+        baseline=dict(type='str'),
+        repair=dict(type='bool', default=False),
+        lock_timeout=dict(type='int', default=60),
+        major_blocks=dict(type='int', default=1),
+        phase=dict(type='str', default='all', choices=['all', 'pre', 'offline', 'post']),
+        history_table=dict(type='str', default='clinops_schema_history'),
+    )
+    return dict(
+        argument_spec=argument_spec,
+        mutually_exclusive=[('migrations', 'command'), ('version_query', 'version_command')],
+        required_one_of=[('migrations', 'command')],
+        supports_check_mode=True,
+    )
+
+
+def run(module):
+    """The whole module: ends in ``module.exit_json(**result)`` or ``module.fail_json(msg=..., **result)``.
+
+    ``module`` is an AnsibleModule, or an object with the same ``params``, ``check_mode``, ``_diff``,
+    ``fail_json``, ``exit_json``, ``warn``, ``run_command`` and ``get_bin_path`` whose ``fail_json`` and
+    ``exit_json`` raise (SystemExit or another BaseException). Nothing here catches BaseException, and
+    no state outlives a call.
+    """
+    params = module.params
+    if params['lock_timeout'] < 0:
+        module.fail_json(msg='lock_timeout must be 0 or positive')
+    if params['major_blocks'] < 1:
+        module.fail_json(msg='major_blocks must be at least 1')
+    for name in ('target', 'baseline'):
+        if params[name] is not None and not versions.is_version(params[name]):
+            module.fail_json(msg='%s %r is not a version (numbers separated by dots, such as 6.0.10)' % (name, params[name]))
+    if params['migrations'] is not None:
+        result = run_migrations(module)
+    else:
+        result = run_command_mode(module)
+    module.exit_json(**result)
+
+
 __all__ = ['MIGRATION_ENGINES', 'MigrationError', 'LockTimeout', 'MigrationFailed', 'Migration', 'HistoryRow', 'Plan',
            'scan_migrations', 'make_plan', 'level_after', 'BACKENDS', 'check_statements', 'validate_table_name', 'read_version_sql',
-           'parse_reported_version', 'run_tool', 'DatabaseError', 'checksum']
+           'parse_reported_version', 'run_tool', 'DatabaseError', 'checksum', 'run_migrations', 'read_version',
+           'run_command_mode', 'module_kwargs', 'run']

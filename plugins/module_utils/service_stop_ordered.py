@@ -1,10 +1,16 @@
 # -*- coding: utf-8 -*-
 # Copyright: clinops.upgrade contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Argument spec, input checks, ordering and the supervisord client of service_stop_ordered.
+"""The whole of service_stop_ordered: argument spec, input checks, ordering, the backends and the task itself.
 
 The pure parts (:func:`argument_spec`, :func:`check_params`, :func:`plan`) are shared by the module
 and by its action plugin, which drives the same order through ansible.windows on Windows hosts.
+
+:func:`module_kwargs` and :func:`run` are the module: ``run(AnsibleModule(**module_kwargs()))``.  Other modules
+(such as upgrade_cutover) call :func:`run` in their own process with an object offering the same few members
+of AnsibleModule (``params``, ``check_mode``, ``_diff``, ``fail_json``, ``exit_json``, ``warn``, ``run_command``,
+``get_bin_path``); :func:`run` keeps no state between calls, and its ``fail_json``/``exit_json`` may raise any
+exception (BaseException included) - nothing here catches it.
 """
 
 from __future__ import annotations
@@ -15,15 +21,23 @@ import http.client
 import math
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
 import tempfile
+import time
 import xmlrpc.client
 
+from ansible.module_utils.common.text.converters import to_native
+
 from ansible_collections.clinops.upgrade.plugins.module_utils.database import (
+    DatabaseError,
     check_connection_params,
+    connect,
     database_argument_spec,
+    describe_error,
+    require_driver,
 )
 
 BACKENDS = ('auto', 'systemd', 'sysvinit', 'supervisor', 'script', 'windows')
@@ -79,6 +93,11 @@ def argument_spec():
 
 
 MUTUALLY_EXCLUSIVE = [('supervisor_config', 'supervisor_url')]
+
+
+def module_kwargs():
+    """Keyword arguments for ``AnsibleModule(**module_kwargs())``; fresh objects on every call."""
+    return dict(argument_spec=argument_spec(), mutually_exclusive=list(MUTUALLY_EXCLUSIVE), supports_check_mode=True)
 
 
 def check_params(params, windows=False):
@@ -351,3 +370,730 @@ class Supervisor:
         except xmlrpc.client.Fault as fault:
             if 'NOT_RUNNING' not in fault.faultString:
                 raise SupervisorError('supervisord refused to signal %s: %s' % (name, fault.faultString)) from fault
+
+
+# ---------------------------------------------------------------- constants of the POSIX backends
+
+KILL_WAIT = 10.0
+SYSTEMD_DIR = '/run/systemd/system'
+INIT_D = '/etc/init.d'
+
+
+# ---------------------------------------------------------------- the process table
+
+def pid_alive(pid):
+    """Whether ``pid`` is a live process (a zombie is not)."""
+    if not pid or pid <= 0:
+        return False
+    try:
+        with open('/proc/%d/stat' % pid, encoding='utf-8', errors='replace') as handle:
+            stat = handle.read()
+    except OSError:
+        return False
+    state = stat[stat.rfind(')') + 2:stat.rfind(')') + 3]
+    return state not in ('Z', 'X', '')
+
+
+def read_pidfile(path):
+    """The pid in ``path``, or None when the file is missing or holds no number."""
+    if not path:
+        return None
+    try:
+        with open(path, encoding='utf-8', errors='replace') as handle:
+            text = handle.read().strip().split()
+    except OSError:
+        return None
+    try:
+        return int(text[0]) if text else None
+    except ValueError:
+        return None
+
+
+def _ancestors():
+    pids = set()
+    pid = os.getpid()
+    while pid > 1 and pid not in pids:
+        pids.add(pid)
+        try:
+            with open('/proc/%d/stat' % pid, encoding='utf-8', errors='replace') as handle:
+                stat = handle.read()
+            pid = int(stat[stat.rfind(')') + 2:].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return pids
+
+
+def pattern_pids(regex):
+    """Live pids whose command line matches ``regex`` (this module and its ancestors excluded)."""
+    skip = _ancestors()
+    found = []
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit() or int(entry) in skip:
+            continue
+        try:
+            with open('/proc/%s/cmdline' % entry, 'rb') as handle:
+                cmdline = handle.read().replace(b'\0', b' ').decode('utf-8', 'replace').strip()
+        except OSError:
+            continue
+        if cmdline and regex.search(cmdline) and pid_alive(int(entry)):
+            found.append(int(entry))
+    return sorted(found)
+
+
+def port_open(host, port, timeout=1.0):
+    """Whether something accepts TCP connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def port_holders(port):
+    """Pids of the processes listening on TCP ``port`` on this host (read from /proc/net/tcp*)."""
+    inodes = set()
+    for table in ('/proc/net/tcp', '/proc/net/tcp6'):
+        try:
+            with open(table, encoding='ascii') as handle:
+                lines = handle.readlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == '0A' and int(fields[1].rsplit(':', 1)[1], 16) == port:
+                inodes.add('socket:[%s]' % fields[9])
+    pids = set()
+    if not inodes:
+        return []
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            for fd in os.listdir('/proc/%s/fd' % entry):
+                if os.readlink('/proc/%s/fd/%s' % (entry, fd)) in inodes:
+                    pids.add(int(entry))
+                    break
+        except OSError:
+            continue
+    return sorted(pids)
+
+
+# ---------------------------------------------------------------- backends
+
+class Backend:
+    """How one service is asked to stop and start, and what the backend says about it."""
+
+    name = None
+
+    def __init__(self, module, svc, ctx):
+        self.module = module
+        self.svc = svc
+        self.ctx = ctx
+
+    def check(self):
+        """A message when the service cannot be controlled this way, else None."""
+        return None
+
+    def running(self):
+        """The backend's own view: True running, False stopped, None no view of its own."""
+        return None
+
+    def up(self):
+        """Whether the backend reports the service fully started (None: no view of its own)."""
+        return None
+
+    def pids(self):
+        """Pids the backend knows for the service."""
+        return []
+
+    def describe(self):
+        """The backend state in words for failure messages."""
+        return ''
+
+    def start_failed(self):
+        """A message when the backend knows the start failed for good."""
+        return None
+
+    def request_stop(self, seconds):
+        raise NotImplementedError
+
+    def request_start(self, seconds):
+        raise NotImplementedError
+
+    def kill(self):
+        """Backend-side SIGKILL; returns True when the backend did it."""
+        return False
+
+
+class SupervisorBackend(Backend):
+    name = 'supervisor'
+
+    def _info(self):
+        return self.ctx.supervisor().info(self.svc['name'])
+
+    def check(self):
+        if self.svc['name'] not in self.ctx.supervisor_names():
+            return 'supervisord at %s has no program %s (it knows: %s)' % (
+                self.ctx.supervisor().url, self.svc['name'], ', '.join(sorted(self.ctx.supervisor_names())) or 'none')
+        return None
+
+    def running(self):
+        return self._info()['statename'] in Supervisor.RUNNING
+
+    def up(self):
+        return self._info()['statename'] == 'RUNNING'
+
+    def pids(self):
+        pid = self._info().get('pid')
+        return [pid] if pid else []
+
+    def describe(self):
+        return 'supervisord state %s' % self._info()['statename']
+
+    def start_failed(self):
+        info = self._info()
+        if info['statename'] in ('FATAL', 'EXITED'):
+            return 'supervisord state %s: %s' % (info['statename'], info.get('spawnerr') or info.get('description') or '')
+        return None
+
+    def request_stop(self, seconds):
+        self.ctx.supervisor().stop(self.svc['name'])
+
+    def request_start(self, seconds):
+        self.ctx.supervisor().start(self.svc['name'])
+
+    def kill(self):
+        self.ctx.supervisor().kill(self.svc['name'])
+        return True
+
+
+class SystemdBackend(Backend):
+    name = 'systemd'
+
+    def _show(self):
+        rc, out, err = self.module.run_command([self.ctx.bin('systemctl'), 'show', '--property=LoadState,ActiveState,SubState,MainPID',
+                                                '--', self.svc['name']])
+        if rc != 0:
+            raise BackendError('systemctl show %s failed: %s' % (self.svc['name'], (err or out).strip()))
+        props = {}
+        for line in out.splitlines():
+            key, dummy, value = line.partition('=')
+            props[key] = value
+        return props
+
+    def check(self):
+        if self._show().get('LoadState') in ('not-found', ''):
+            return 'systemd has no unit %s' % self.svc['name']
+        return None
+
+    def running(self):
+        return self._show().get('ActiveState') in ('active', 'activating', 'deactivating', 'reloading', 'refreshing')
+
+    def up(self):
+        return self._show().get('ActiveState') == 'active'
+
+    def pids(self):
+        pid = int(self._show().get('MainPID') or 0)
+        return [pid] if pid else []
+
+    def describe(self):
+        props = self._show()
+        return 'systemd state %s (%s)' % (props.get('ActiveState'), props.get('SubState'))
+
+    def start_failed(self):
+        if self._show().get('ActiveState') == 'failed':
+            return 'systemd state failed'
+        return None
+
+    def _systemctl(self, *args):
+        rc, out, err = self.module.run_command([self.ctx.bin('systemctl')] + list(args) + ['--', self.svc['name']])
+        if rc != 0:
+            raise BackendError('systemctl %s %s failed: %s' % (' '.join(args), self.svc['name'], (err or out).strip()))
+
+    def request_stop(self, seconds):
+        self._systemctl('stop', '--no-block')
+
+    def request_start(self, seconds):
+        self._systemctl('start', '--no-block')
+
+    def kill(self):
+        self._systemctl('kill', '--signal=SIGKILL')
+        return True
+
+
+class SysvinitBackend(Backend):
+    name = 'sysvinit'
+
+    def _argv(self, action):
+        service = self.ctx.bin('service', required=False)
+        if service:
+            return [service, self.svc['name'], action]
+        return [os.path.join(INIT_D, self.svc['name']), action]
+
+    def check(self):
+        if not os.path.exists(os.path.join(INIT_D, self.svc['name'])):
+            return 'there is no init script %s' % os.path.join(INIT_D, self.svc['name'])
+        return None
+
+    def _status(self):
+        rc, dummy_out, dummy_err = self.module.run_command(self._argv('status'))
+        return rc
+
+    def running(self):
+        return self._status() == 0
+
+    def up(self):
+        return self._status() == 0
+
+    def describe(self):
+        return '%s status exit code %s' % (self.svc['name'], self._status())
+
+    def request_stop(self, seconds):
+        rc, out = run_with_deadline(self._argv('stop'), seconds)
+        if rc not in (0, None):
+            raise BackendError('%s stop exited with %s: %s' % (' '.join(self._argv('stop')), rc, out[-500:]))
+
+    def request_start(self, seconds):
+        rc, out = run_with_deadline(self._argv('start'), seconds)
+        if rc is None:
+            raise BackendError('%s did not return within %s s' % (' '.join(self._argv('start')), seconds))
+        if rc != 0:
+            raise BackendError('%s exited with %s: %s' % (' '.join(self._argv('start')), rc, out[-500:]))
+
+
+class ScriptBackend(Backend):
+    name = 'script'
+
+    def __init__(self, module, svc, ctx):
+        super().__init__(module, svc, ctx)
+        self._proc = None
+
+    def request_stop(self, seconds):
+        if self.svc['stop_command']:
+            argv = shlex.split(self.svc['stop_command'])
+            rc, out = run_with_deadline(argv, seconds)
+            if rc not in (0, None):
+                raise BackendError('stop_command %s exited with %s: %s' % (self.svc['stop_command'], rc, out[-500:]))
+            return
+        for pid in self.ctx.known_pids(self.svc):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                pass
+
+    def request_start(self, seconds):
+        argv = shlex.split(self.svc['start_command'])
+        try:
+            self._proc = spawn_detached(argv)
+        except OSError as exc:
+            raise BackendError('cannot run start_command %s: %s' % (self.svc['start_command'], to_native(exc))) from exc
+
+    def start_failed(self):
+        if self._proc is not None:
+            rc = self._proc.poll()
+            if rc not in (None, 0):
+                return 'start_command %s exited with %s' % (self.svc['start_command'], rc)
+        return None
+
+    def describe(self):
+        return ''
+
+
+class BackendError(Exception):
+    """A backend call failed; the message names the service and the cause."""
+
+
+BACKEND_CLASSES = {
+    'supervisor': SupervisorBackend,
+    'systemd': SystemdBackend,
+    'sysvinit': SysvinitBackend,
+    'script': ScriptBackend,
+}
+
+
+# ---------------------------------------------------------------- the task
+
+class Context:
+    """What the services of one task share: the module, the supervisord client, found programs."""
+
+    def __init__(self, module):
+        self.module = module
+        self._supervisor = None
+        self._supervisor_names = None
+        self._bins = {}
+        self.remembered = {}
+
+    def bin(self, name, required=True):
+        if name not in self._bins:
+            self._bins[name] = self.module.get_bin_path(name, required=required)
+        return self._bins[name]
+
+    def has_supervisor(self):
+        params = self.module.params
+        return bool(params['supervisor_config'] or params['supervisor_url'])
+
+    def supervisor(self):
+        if self._supervisor is None:
+            params = self.module.params
+            username, password = params['supervisor_username'], params['supervisor_password']
+            if params['supervisor_url']:
+                url = params['supervisor_url']
+            else:
+                url, conf_user, conf_password = read_supervisor_config(params['supervisor_config'])
+                username = username or conf_user
+                password = password if password is not None else conf_password
+            self._supervisor = Supervisor(url, username, password)
+        return self._supervisor
+
+    def supervisor_names(self):
+        if self._supervisor_names is None:
+            self._supervisor_names = self.supervisor().names()
+        return self._supervisor_names
+
+    def pidfile(self, svc):
+        if svc['pidfile']:
+            return svc['pidfile']
+        if svc['_backend'] == 'sysvinit':
+            guess = '/run/%s.pid' % svc['name']
+            return guess if os.path.exists(guess) else None
+        return None
+
+    def known_pids(self, svc):
+        """Live pids of the service: the backend's, the pidfile's, the pattern's, and those seen before."""
+        pids = set(self.remembered.get(svc['name'], ()))
+        try:
+            pids.update(svc['_impl'].pids())
+        except (SupervisorError, BackendError):
+            pass
+        pid = read_pidfile(self.pidfile(svc))
+        if pid:
+            pids.add(pid)
+        if svc.get('_regex') is not None:
+            pids.update(pattern_pids(svc['_regex']))
+        return sorted(p for p in pids if pid_alive(p))
+
+    def remember(self, svc):
+        self.remembered.setdefault(svc['name'], set()).update(self.known_pids(svc))
+
+
+def resolve_backend(ctx, svc):
+    """The backend for ``svc``: its own setting, or what auto finds; raises BackendError when none fits."""
+    backend = svc['backend']
+    if backend != 'auto':
+        return backend
+    if ctx.has_supervisor() and svc['name'] in ctx.supervisor_names():
+        return 'supervisor'
+    if svc['start_command'] or svc['stop_command']:
+        return 'script'
+    if os.path.isdir(SYSTEMD_DIR) and ctx.bin('systemctl', required=False):
+        svc['_backend'] = 'systemd'
+        if SystemdBackend(ctx.module, svc, ctx).check() is None:
+            return 'systemd'
+    if os.path.exists(os.path.join(INIT_D, svc['name'])):
+        return 'sysvinit'
+    if svc['pidfile'] or svc['pattern']:
+        return 'script'
+    where = []
+    if ctx.has_supervisor():
+        where.append('not a program of supervisord at %s' % ctx.supervisor().url)
+    where.append('no systemd unit' if os.path.isdir(SYSTEMD_DIR) else 'no systemd on this host')
+    where.append('no %s' % os.path.join(INIT_D, svc['name']))
+    where.append('no start_command, stop_command, pidfile or pattern')
+    raise BackendError('cannot find service %s: %s' % (svc['name'], '; '.join(where)))
+
+
+def is_running(ctx, svc):
+    view = svc['_impl'].running()
+    if view:
+        return True
+    if ctx.known_pids(svc):
+        return True
+    if view is None and not (svc['pidfile'] or svc['pattern']) and svc['port']:
+        return port_open(svc['host'], svc['port'])
+    return False
+
+
+def what_is_alive(ctx, svc):
+    """Words for what keeps the service up, or '' when it is really down."""
+    parts = []
+    try:
+        if svc['_impl'].running():
+            parts.append(svc['_impl'].describe())
+    except (SupervisorError, BackendError) as exc:
+        parts.append(to_native(exc))
+    pids = ctx.known_pids(svc)
+    if pids:
+        parts.append('pid %s alive' % ', '.join(str(p) for p in pids))
+    if svc['port'] and port_open(svc['host'], svc['port']):
+        holders = port_holders(svc['port'])
+        parts.append('port %s open%s' % (svc['port'], ' (listening: pid %s)' % ', '.join(str(p) for p in holders) if holders else ''))
+    return ', '.join(p for p in parts if p)
+
+
+def what_is_missing(ctx, svc):
+    """Words for what is not up yet, or '' when the service is fully started."""
+    missing = []
+    impl = svc['_impl']
+    up = impl.up()
+    if up is False:
+        missing.append(impl.describe() or 'not running')
+    if svc['pidfile']:
+        pid = read_pidfile(svc['pidfile'])
+        if not pid_alive(pid):
+            missing.append('no live pid in %s' % svc['pidfile'])
+    if svc.get('_regex') is not None and not pattern_pids(svc['_regex']):
+        missing.append('no process matches %s' % svc['pattern'])
+    if svc['port'] and not port_open(svc['host'], svc['port']):
+        missing.append('port %s closed' % svc['port'])
+    return ', '.join(missing)
+
+
+def kill_all(ctx, svc):
+    done = []
+    try:
+        if svc['_impl'].kill():
+            done.append(svc['_backend'])
+    except (SupervisorError, BackendError):
+        pass
+    for pid in ctx.known_pids(svc):
+        try:
+            os.kill(pid, signal.SIGKILL)
+            done.append('pid %d' % pid)
+        except OSError:
+            pass
+    return done
+
+
+def wait_until_gone(ctx, svc, deadline, interval):
+    """Poll until nothing of ``svc`` is alive or ``deadline`` passes; returns what is still alive."""
+    alive = what_is_alive(ctx, svc)
+    while alive and time.monotonic() < deadline:
+        time.sleep(min(interval, max(deadline - time.monotonic(), 0.01)))
+        alive = what_is_alive(ctx, svc)
+    return alive
+
+
+def stop_one(module, ctx, svc, entry):
+    """Stop ``svc`` and wait until it is really down; returns an error message or None."""
+    started = time.monotonic()
+    timeout = svc['timeout']
+    deadline = started + timeout
+    interval = module.params['poll_interval']
+    ctx.remember(svc)
+    try:
+        svc['_impl'].request_stop(max(deadline - time.monotonic(), 0.1))
+    except (SupervisorError, BackendError) as exc:
+        entry['action'] = 'failed'
+        entry['seconds'] = round(time.monotonic() - started, 3)
+        return 'service %s: %s' % (svc['name'], to_native(exc))
+    alive = wait_until_gone(ctx, svc, deadline, interval)
+    action = 'stopped'
+    if alive and svc['kill_after']:
+        killed = kill_all(ctx, svc)
+        alive = wait_until_gone(ctx, svc, time.monotonic() + KILL_WAIT, min(interval, 0.2))
+        action = 'killed'
+        if alive:
+            alive = '%s (%s s after SIGKILL to %s)' % (alive, int(KILL_WAIT), ', '.join(killed) or 'nothing known')
+    entry['seconds'] = round(time.monotonic() - started, 3)
+    if alive:
+        entry['action'] = 'failed'
+        return 'service %s did not stop within %s s: %s' % (svc['name'], timeout, alive)
+    entry['action'] = action
+    return None
+
+
+def start_one(module, ctx, svc, entry):
+    """Start ``svc`` and wait until it is up (port open); returns an error message or None."""
+    started = time.monotonic()
+    timeout = svc['timeout']
+    deadline = started + timeout
+    interval = module.params['poll_interval']
+    try:
+        svc['_impl'].request_start(max(deadline - time.monotonic(), 0.1))
+        missing = what_is_missing(ctx, svc)
+        failed = None
+        while missing and time.monotonic() < deadline:
+            time.sleep(min(interval, max(deadline - time.monotonic(), 0.01)))
+            missing = what_is_missing(ctx, svc)
+            failed = svc['_impl'].start_failed() if missing else None
+            if failed:
+                break
+    except (SupervisorError, BackendError) as exc:
+        entry['action'] = 'failed'
+        entry['seconds'] = round(time.monotonic() - started, 3)
+        return 'service %s: %s' % (svc['name'], to_native(exc))
+    entry['seconds'] = round(entry.get('seconds', 0) + time.monotonic() - started, 3)
+    if missing:
+        entry['action'] = 'failed'
+        if failed:
+            return 'service %s failed to start: %s' % (svc['name'], failed)
+        return 'service %s did not start within %s s: %s' % (svc['name'], timeout, missing)
+    entry['action'] = 'restarted' if entry['action'] in ('stopped', 'killed') else 'started'
+    return None
+
+
+def drain_count(module, drain):
+    if drain['command']:
+        rc, out, err = module.run_command(shlex.split(drain['command']))
+        if rc != 0:
+            module.fail_json(msg='drain.command %s exited with %s before anything was stopped: %s' % (
+                drain['command'], rc, (err or out).strip()[-500:]))
+        count = parse_count(out)
+        if count is None:
+            module.fail_json(msg='drain.command %s printed no number before anything was stopped: %r' % (drain['command'], out[-200:]))
+        return count
+    conn = None
+    row = None
+    try:
+        conn = connect(drain['connection'], autocommit=True)
+        cur = conn.cursor()
+        cur.execute(drain['query'])
+        row = cur.fetchone()
+        cur.close()
+    except DatabaseError as exc:
+        module.fail_json(msg='drain.query: %s; nothing was stopped' % to_native(exc))
+    except Exception as exc:  # pylint: disable=broad-except  # drivers raise their own hierarchies
+        module.fail_json(msg='drain.query failed before anything was stopped: %s' % describe_error(exc))
+    finally:
+        if conn is not None:
+            conn.close()
+    try:
+        return int(row[0])
+    except (TypeError, ValueError, IndexError):
+        module.fail_json(msg='drain.query returned %r, not a count; nothing was stopped' % (row,))
+
+
+def run_drain(module, drain, result):
+    info = dict(count=None, polls=0, waited=0.0, timed_out=False, message_sent=False)
+    result['drain'] = info
+    started = time.monotonic()
+    deadline = started + drain['max_wait']
+    info['count'] = drain_count(module, drain)
+    info['polls'] = 1
+    if info['count'] > 0 and drain['broadcast']:
+        text = drain_message(drain['broadcast'], deadline - time.monotonic(), info['count'])
+        wall = module.get_bin_path('wall', required=True)
+        rc, out, err = module.run_command([wall, text])
+        if rc != 0:
+            module.warn('wall exited with %s: %s' % (rc, (err or out).strip()))
+        info['message_sent'] = True
+    while info['count'] > 0 and time.monotonic() < deadline:
+        time.sleep(min(drain['interval'], max(deadline - time.monotonic(), 0.01)))
+        info['count'] = drain_count(module, drain)
+        info['polls'] += 1
+    info['waited'] = round(time.monotonic() - started, 3)
+    if info['count'] > 0:
+        info['timed_out'] = True
+        if drain['on_timeout'] == 'fail':
+            module.fail_json(msg='drain: the count is still %s after %s s (max_wait); nothing was stopped' % (
+                info['count'], drain['max_wait']), **result)
+        module.warn('drain: the count is still %s after %s s; stopping anyway (on_timeout=proceed)' % (
+            info['count'], drain['max_wait']))
+
+
+def run(module):
+    """The module's whole behaviour on ``module`` (an AnsibleModule or an object with the same few members).
+
+    Ends in ``module.exit_json(**result)`` or ``module.fail_json(msg=..., **result)``.  Everything lives in locals
+    and in one :class:`Context`, so a second call in the same process starts afresh.
+    """
+    params = module.params
+    errors = check_params(params)
+    if errors:
+        module.fail_json(msg='invalid input, nothing was stopped: ' + '; '.join(errors))
+    drain = params['drain']
+    if drain and drain['query']:
+        require_driver(module, drain['connection']['engine'])
+
+    ctx = Context(module)
+    services = [dict(svc) for svc in params['services']]
+    stop_order, start_order = plan(services, params['state'], params['reverse'], params['only'])
+    scope = [s for s in services if params['only'] is None or s['name'] in params['only']]
+    errors = []
+    try:
+        for svc in scope:
+            svc['_regex'] = re.compile(svc['pattern']) if svc['pattern'] else None
+            svc['_backend'] = resolve_backend(ctx, svc)
+            svc['_impl'] = BACKEND_CLASSES[svc['_backend']](module, svc, ctx)
+            msg = svc['_impl'].check()
+            if msg:
+                errors.append(msg)
+        if errors:
+            module.fail_json(msg='invalid input, nothing was stopped: ' + '; '.join(errors))
+        for svc in scope:
+            svc['_before'] = is_running(ctx, svc)
+    except (SupervisorError, BackendError) as exc:
+        module.fail_json(msg='%s; nothing was stopped' % to_native(exc))
+
+    entries = {}
+    result = dict(changed=False, services=[], order=[],
+                  previously_running=[s['name'] for s in scope if s['_before']])
+    for svc in scope:
+        entries[svc['name']] = dict(name=svc['name'], backend=svc['_backend'],
+                                    before='running' if svc['_before'] else 'stopped', action='none', seconds=0.0)
+    result['services'] = [entries[s['name']] for s in scope]
+
+    def finish(failure=None):
+        if module._diff:
+            before = ''.join('%s: %s\n' % (s['name'], entries[s['name']]['before']) for s in scope)
+            after = []
+            for svc in scope:
+                action = entries[svc['name']]['action']
+                state = entries[svc['name']]['before']
+                if action in ('stopped', 'killed'):
+                    state = 'stopped'
+                elif action in ('started', 'restarted'):
+                    state = 'running'
+                after.append('%s: %s\n' % (svc['name'], state))
+            result['diff'] = dict(before=before, after=''.join(after), before_header='services', after_header='services')
+        if failure:
+            module.fail_json(msg=failure, **result)
+        module.exit_json(**result)
+
+    to_stop = [s for s in stop_order if s['_before']]
+    if drain and to_stop:
+        if module.check_mode:
+            result['drain'] = dict(count=None, polls=0, waited=0.0, timed_out=False, message_sent=False, skipped='check mode')
+        else:
+            run_drain(module, drain, result)
+    elif drain:
+        result['drain'] = dict(count=None, polls=0, waited=0.0, timed_out=False, message_sent=False,
+                               skipped='no service in scope is running')
+
+    for index, svc in enumerate(to_stop):
+        entry = entries[svc['name']]
+        result['order'].append(svc['name'])
+        result['changed'] = True
+        if module.check_mode:
+            entry['action'] = 'stopped'
+            continue
+        failure = stop_one(module, ctx, svc, entry)
+        if failure:
+            rest = [s['name'] for s in to_stop[index + 1:]]
+            if rest:
+                failure += '; not touched: %s' % ', '.join(rest)
+            finish(failure)
+
+    for index, svc in enumerate(start_order):
+        entry = entries[svc['name']]
+        if module.check_mode:
+            running = svc['_before'] and entry['action'] == 'none'
+        else:
+            try:
+                running = entry['action'] == 'none' and is_running(ctx, svc)
+            except (SupervisorError, BackendError) as exc:
+                finish('service %s: %s' % (svc['name'], to_native(exc)))
+        if running:
+            continue
+        result['order'].append(svc['name'])
+        result['changed'] = True
+        if module.check_mode:
+            entry['action'] = 'restarted' if entry['action'] in ('stopped', 'killed') else 'started'
+            continue
+        failure = start_one(module, ctx, svc, entry)
+        if failure:
+            rest = [s['name'] for s in start_order[index + 1:]]
+            if rest:
+                failure += '; not started: %s' % ', '.join(rest)
+            finish(failure)
+    finish()

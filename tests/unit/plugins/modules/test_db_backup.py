@@ -1,21 +1,34 @@
-"""Unit tests for the db_backup module: option validation and whole runs of main() without a server.
+"""Unit tests for the db_backup module: option validation and whole runs without a server.
+
+The module's logic lives in ``module_utils/db_backup.py`` (``module_kwargs()`` and ``run(module)``), so that
+another module can run it in its own process; these tests run it there, with a real ``AnsibleModule`` and with
+a minimal ``AnsibleModule``-like object whose exits raise a ``BaseException``, and check that the module
+file's ``main()`` is only that wiring.
 
 SQLite runs for real (it needs no server).  SQL Server cannot run here: a stand-in ``sqlcmd`` records the
 statements the module sends and writes the file BACKUP DATABASE would write.
 """
 from __future__ import annotations
 
+import grp
+import inspect
 import json
 import os
+import pwd
+import shutil
+import signal
 import sqlite3
 import stat
+import subprocess
 import textwrap
 
 import pytest
 
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.clinops.upgrade.plugins.modules import db_backup
+from ansible_collections.clinops.upgrade.plugins.module_utils import db_backup
 from ansible_collections.clinops.upgrade.plugins.module_utils.db_backup import BackupError
 
 
@@ -37,17 +50,18 @@ def patched_exits(monkeypatch):
         kwargs['failed'] = True
         raise FailJson(kwargs)
 
-    monkeypatch.setattr(db_backup.AnsibleModule, 'exit_json', exit_json)
-    monkeypatch.setattr(db_backup.AnsibleModule, 'fail_json', fail_json)
+    monkeypatch.setattr(AnsibleModule, 'exit_json', exit_json)
+    monkeypatch.setattr(AnsibleModule, 'fail_json', fail_json)
 
 
 def run_module(args, check=False):
+    """What the module file's main() does: ``run(AnsibleModule(**module_kwargs()))``."""
     args = dict(args)
     if check:
         args['_ansible_check_mode'] = True
     with patch_module_args(args):
         with pytest.raises((ExitJson, FailJson)) as info:
-            db_backup.main()
+            db_backup.run(AnsibleModule(**db_backup.module_kwargs()))
     return info.value.args[0]
 
 
@@ -200,3 +214,258 @@ def test_mssql_runs_backup_then_verifyonly(tmp_path):
     with open(result['backup_path'], 'rb') as handle:
         assert handle.read() == b'MSSQL-BACKUP'
     assert not any(name.startswith('.') for name in os.listdir(dest))
+
+
+# --------------------------------------------------------------------------------------------
+# module_kwargs() and run(module) for callers that run db_backup inside their own process
+
+def test_module_kwargs_are_ansible_module_arguments():
+    kwargs = db_backup.module_kwargs()
+    assert set(kwargs) <= set(inspect.signature(AnsibleModule.__init__).parameters) - {'self'}
+    assert kwargs['supports_check_mode'] is True
+    spec = kwargs['argument_spec']
+    assert spec['login_password']['no_log'] is True and spec['state']['choices'] == ['present', 'restored']
+    # a new dict on every call: what one caller changes does not reach the next
+    spec['state']['choices'].append('absent')
+    del spec['dest']
+    fresh = db_backup.module_kwargs()
+    assert 'dest' in fresh['argument_spec'] and fresh['argument_spec']['state']['choices'] == ['present', 'restored']
+    with patch_module_args(dict(engine='sqlite', path='/x.db', dest='/tmp')):
+        module = AnsibleModule(**fresh)
+    assert (module.params['state'], module.params['verify'], module.params['mode'], module.params['jobs']) == (
+        'present', 'quick', '0600', 1)
+
+
+def test_module_main_runs_module_kwargs_and_run(tmp_path, sqlite_source):
+    from ansible_collections.clinops.upgrade.plugins.modules import db_backup as module_file
+    dest = str(tmp_path / 'dest')
+    with patch_module_args(dict(engine='sqlite', path=sqlite_source, dest=dest, label='main')):
+        with pytest.raises(ExitJson) as info:
+            module_file.main()
+    result = info.value.args[0]
+    assert result['changed'] and result['verified'] and os.path.basename(result['backup_path']).startswith('sqlite_app_main_')
+    with patch_module_args(dict(engine='sqlite', path=sqlite_source, dest=dest, keep=0)):
+        with pytest.raises(FailJson) as info:
+            module_file.main()
+    assert info.value.args[0]['msg'] == 'keep must be 1 or more (the backup just taken is always kept)'
+
+
+class ModuleExit(BaseException):
+    """What an in-process caller's exit_json/fail_json raise: derived from BaseException, not from Exception."""
+
+    def __init__(self, result):
+        super().__init__(result)
+        self.result = result
+
+
+ALLOWED = ('params', 'check_mode', '_diff', 'fail_json', 'exit_json', 'warn', 'run_command', 'get_bin_path',
+           'tmpdir', 'atomic_move', 'no_log_values', 'add_cleanup_file')
+
+
+class MinimalModule:
+    """An AnsibleModule-like object with only the attributes run() may use; it records a lookup of any other.
+
+    The test's own bookkeeping lives in ``t_*`` attributes, which run() has no reason to touch.
+    """
+
+    def __init__(self, args, tmpdir, check_mode=False):
+        kwargs = db_backup.module_kwargs()
+        validator = ArgumentSpecValidator(**dict((k, v) for k, v in kwargs.items() if k != 'supports_check_mode'))
+        validated = validator.validate(args)
+        assert validated.error_messages == []
+        self.params = validated.validated_parameters
+        self.check_mode = check_mode
+        self._diff = False
+        self.tmpdir = tmpdir
+        self.no_log_values = set()
+        self.t_warnings = []
+        self.t_commands = []
+        self.t_other = []
+
+    def __getattr__(self, name):
+        if not name.startswith('t_'):
+            self.t_other.append(name)
+        raise AttributeError(name)
+
+    def fail_json(self, msg, **kwargs):
+        raise ModuleExit(dict(kwargs, msg=msg, failed=True))
+
+    def exit_json(self, **kwargs):
+        raise ModuleExit(kwargs)
+
+    def warn(self, warning):
+        self.t_warnings.append(warning)
+
+    def get_bin_path(self, arg, required=False, opt_dirs=None):
+        assert not required and not opt_dirs
+        return shutil.which(arg)
+
+    def run_command(self, args, **kwargs):
+        assert not kwargs
+        self.t_commands.append(args)
+        proc = subprocess.run(args, capture_output=True, text=True, check=False)
+        return proc.returncode, proc.stdout, proc.stderr
+
+
+def run_minimal(args, tmp_path, check_mode=False, prepare=None):
+    tmpdir = tmp_path / 'module-tmp'
+    tmpdir.mkdir(exist_ok=True)
+    module = MinimalModule(args, str(tmpdir), check_mode)
+    if prepare:
+        prepare(module)
+    handler = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(ModuleExit) as info:
+        db_backup.run(module)
+    assert signal.getsignal(signal.SIGTERM) is handler  # run() puts the caller's SIGTERM handler back
+    assert module.t_other == [], 'run() used module attributes outside the allowed set: %s' % module.t_other
+    assert set(module.__dict__) - {'t_warnings', 't_commands', 't_other'} <= set(ALLOWED)
+    assert os.listdir(str(tmpdir)) == []  # no password folder left behind
+    return info.value.result, module
+
+
+def test_run_with_a_minimal_module_object_several_times_in_one_process(tmp_path, sqlite_source):
+    dest = str(tmp_path / 'dest')
+    args = dict(engine='sqlite', path=sqlite_source, dest=dest, label='pre', verify='restore', compression='gzip',
+                mode='0640', owner=pwd.getpwuid(os.getuid()).pw_name, group=grp.getgrgid(os.getgid()).gr_name)
+
+    predicted, _module = run_minimal(args, tmp_path, check_mode=True)
+    assert predicted['changed'] and predicted['space_ok'] and predicted['backup_path'].endswith('.sqlite.gz')
+    assert not os.path.exists(dest)
+
+    first, module = run_minimal(args, tmp_path)
+    assert first['changed'] and first['verified'] and not first['reused'] and first['row_counts'] == {'t': 500}
+    assert [os.path.basename(cmd[0]) for cmd in module.t_commands] == ['gzip']
+    assert first['manifest']['tool_versions']['gzip'].startswith('gzip')
+    st = os.stat(first['backup_path'])
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o640, os.getuid(), os.getgid())
+    # the same keys as a run through a real AnsibleModule
+    real = run_module(dict(args, dest=str(tmp_path / 'real')))
+    assert set(first) == set(real) and set(first['manifest']) == set(real['manifest'])
+
+    again, module = run_minimal(args, tmp_path)
+    assert again['changed'] is False and again['reused'] and again['backup_path'] == first['backup_path']
+    assert module.t_warnings == [] and again['rejected'] == []
+
+    with open(first['backup_path'], 'r+b') as handle:
+        handle.seek(100)
+        handle.write(b'\x00\xff\x00')
+    third, module = run_minimal(args, tmp_path)
+    assert third['changed'] and third['backup_path'] != first['backup_path']
+    assert [r['backup_path'] for r in third['rejected']] == [first['backup_path']]
+    assert len(module.t_warnings) == 1 and 'is not reused' in module.t_warnings[0]
+
+    target = str(tmp_path / 'restored.db')
+    restored, _module = run_minimal(dict(engine='sqlite', path=sqlite_source, backup=third['backup_path'], state='restored',
+                                         target_database=target), tmp_path)
+    assert restored.get('changed'), restored
+    assert restored['backup_path'] == third['backup_path'] and restored['row_counts'] == {'t': 500}
+    assert sorted(name for name in os.listdir(dest) if name.startswith('.')) == []
+
+
+def test_run_reports_bad_input_through_fail_json(tmp_path, sqlite_source):
+    result, _module = run_minimal(dict(engine='sqlite', path=sqlite_source, dest=str(tmp_path / 'd'), keep=0), tmp_path)
+    assert result == dict(msg='keep must be 1 or more (the backup just taken is always kept)', failed=True)
+    result, _module = run_minimal(dict(engine='sqlite', path=str(tmp_path / 'nope.db'), dest=str(tmp_path / 'd')), tmp_path)
+    assert result['failed'] and result['msg'] == 'SQLite database %s does not exist' % (tmp_path / 'nope.db')
+    assert 'changed' not in result and result['reused'] is False and isinstance(result['duration_s'], float)
+
+
+def test_an_exit_raised_inside_run_passes_through(tmp_path, sqlite_source):
+    """An exit_json/fail_json deep inside a run (here from run_command) is neither caught nor rewritten."""
+    dest = str(tmp_path / 'dest')
+
+    def prepare(module):
+        def run_command(args, **_kwargs):
+            module.fail_json(msg='cannot start %s' % args[0], rc=2)
+        module.run_command = run_command
+
+    result, _module = run_minimal(dict(engine='sqlite', path=sqlite_source, dest=dest, compression='gzip'), tmp_path,
+                                  prepare=prepare)
+    assert result == dict(msg='cannot start %s' % shutil.which('gzip'), rc=2, failed=True)
+    assert os.listdir(dest) == []
+
+
+# --------------------------------------------------------------------------------------------
+# the file attribute helpers behave like AnsibleModule.set_*_if_different
+
+@pytest.fixture
+def real_module():
+    with patch_module_args({}):
+        return AnsibleModule(argument_spec={})
+
+
+def twins(tmp_path, kind):
+    """Two equal paths of ``kind`` (file, folder, link to a file) with mode 0600; yields (path, link target)."""
+    out = []
+    for side in ('ansible', 'ours'):
+        path = str(tmp_path / side)
+        target = None
+        if kind == 'folder':
+            os.mkdir(path)
+        else:
+            target = path + '.target' if kind == 'link' else path
+            with open(target, 'w', encoding='utf-8') as handle:
+                handle.write('x')
+            if kind == 'link':
+                os.symlink(target, path)
+        os.chmod(target or path, 0o600)
+        out.append((path, target))
+    return out
+
+
+def attributes(path, target):
+    st = os.lstat(path)
+    seen = (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+    if target and target != path:
+        tst = os.stat(target)
+        seen += (stat.S_IMODE(tst.st_mode), tst.st_uid, tst.st_gid)
+    return seen
+
+
+@pytest.mark.parametrize('kind', ['file', 'folder', 'link'])
+@pytest.mark.parametrize('mode', [0o600, 0o640, 0o755, 0o4700])
+def test_set_mode_like_ansible_module(tmp_path, real_module, kind, mode):
+    (theirs, their_target), (ours, our_target) = twins(tmp_path, kind)
+    real_module.set_mode_if_different(theirs, mode, False)
+    db_backup.set_mode_if_different(real_module, ours, mode)
+    assert attributes(ours, our_target) == attributes(theirs, their_target)
+    if kind != 'link':
+        assert stat.S_IMODE(os.lstat(ours).st_mode) == mode
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='giving a file to another user needs root')
+@pytest.mark.parametrize('kind', ['file', 'link'])
+@pytest.mark.parametrize('owner, group', [('4242', '4343'), ('root', 'root'), ('nobody', 'nogroup')])
+def test_set_owner_and_group_like_ansible_module(tmp_path, real_module, kind, owner, group):
+    (theirs, their_target), (ours, our_target) = twins(tmp_path, kind)
+    real_module.set_owner_if_different(theirs, owner, False)
+    real_module.set_group_if_different(theirs, group, False)
+    db_backup.set_owner_if_different(real_module, ours, owner)
+    db_backup.set_group_if_different(real_module, ours, group)
+    assert attributes(ours, our_target) == attributes(theirs, their_target)
+    uid = int(owner) if owner.isdigit() else pwd.getpwnam(owner).pw_uid
+    assert os.lstat(ours).st_uid == uid
+
+
+@pytest.mark.parametrize('what, value', [
+    ('owner', 'no-such-user-here'),
+    ('group', 'no-such-group-here'),
+    ('mode', 1 << 40),  # os.chmod raises OverflowError, which AnsibleModule reports as "chmod failed"
+])
+def test_attribute_failures_like_ansible_module(tmp_path, real_module, what, value):
+    theirs = getattr(real_module, 'set_%s_if_different' % what)
+    ours = getattr(db_backup, 'set_%s_if_different' % what)
+    path = str(tmp_path / 'f')
+    with open(path, 'w', encoding='utf-8') as handle:
+        handle.write('x')
+    with pytest.raises(FailJson) as their_failure:
+        theirs(path, value, False)
+    with pytest.raises(FailJson) as our_failure:
+        ours(real_module, path, value)
+    assert our_failure.value.args[0] == their_failure.value.args[0]
+    assert our_failure.value.args[0]['msg'].startswith('ch')
+    missing = str(tmp_path / 'missing')
+    with pytest.raises(FileNotFoundError):
+        theirs(missing, value if what != 'mode' else 0o640, False)
+    with pytest.raises(FileNotFoundError):
+        ours(real_module, missing, value if what != 'mode' else 0o640)

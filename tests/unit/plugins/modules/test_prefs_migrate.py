@@ -13,7 +13,9 @@ from unittest import mock
 import pytest
 
 from ansible.module_utils import basic
-from ansible_collections.clinops.upgrade.plugins.modules import prefs_migrate
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible_collections.clinops.upgrade.plugins.module_utils import prefs
+from ansible_collections.clinops.upgrade.plugins.modules import prefs_migrate as prefs_migrate_module
 
 try:
     from ansible.module_utils.testing import patch_module_args
@@ -53,7 +55,7 @@ def run(args, check=False, diff=False, fail=False):
     with patch_module_args(args), mock.patch.object(basic.AnsibleModule, 'exit_json', _exit), \
             mock.patch.object(basic.AnsibleModule, 'fail_json', _fail):
         with pytest.raises(Fail if fail else Exit) as info:
-            prefs_migrate.main()
+            prefs.run(basic.AnsibleModule(**prefs.module_kwargs()))
     return info.value.result
 
 
@@ -122,7 +124,7 @@ def test_copy_merge_backup_and_rerun(roots):
     assert backup == roots['backup_dir']
     assert read(os.path.join(backup, 'Server Database/Preferences/backup.xml')) == b'<backup><interval>24</interval></backup>'
     assert read(os.path.join(backup, 'conf/server.properties')) == b'# new\r\nport=8080\r\ndb.password=\r\nfresh=1\r\n'
-    manifest = json.loads(read(os.path.join(backup, prefs_migrate.MANIFEST)))
+    manifest = json.loads(read(os.path.join(backup, prefs.MANIFEST)))
     assert sorted(manifest['created']) == ['Server Database/cert.pem', 'Server Database/key.pem']
     assert not [n for n in os.listdir(os.path.join(dest, 'conf')) if n.endswith('.prefs_migrate')]
 
@@ -136,7 +138,7 @@ def test_copy_merge_backup_and_rerun(roots):
 def test_rerun_compares_size_and_mtime_before_hashing(roots):
     args = dict(roots, items=[dict(path='Server Database')])
     run(args)
-    with mock.patch.object(prefs_migrate, 'sha256_file', side_effect=AssertionError('hashed')):
+    with mock.patch.object(prefs, 'sha256_file', side_effect=AssertionError('hashed')):
         assert run(args)['changed'] is False
 
 
@@ -265,7 +267,7 @@ def test_failure_part_way_restores_dest(roots, tmp_path, fail_at):
             raise OSError(28, 'No space left on device')
         return real_replace(a, b)
 
-    with mock.patch.object(prefs_migrate.os, 'replace', side_effect=flaky):
+    with mock.patch.object(prefs.os, 'replace', side_effect=flaky):
         result = run(dict(roots, items=ITEMS), fail=True)
     assert 'restored dest' in result['msg']
     assert snapshot(roots['dest']) == before
@@ -274,7 +276,7 @@ def test_failure_part_way_restores_dest(roots, tmp_path, fail_at):
 
 def test_verification_mismatch_restores_dest(roots):
     before = snapshot(roots['dest'])
-    with mock.patch.object(prefs_migrate, 'sha256_file', return_value='0' * 64):
+    with mock.patch.object(prefs, 'sha256_file', return_value='0' * 64):
         result = run(dict(roots, items=ITEMS), fail=True)
     assert 'sha256' in result['msg']
     assert snapshot(roots['dest']) == before
@@ -285,3 +287,117 @@ def test_default_backup_dir_beside_dest(roots):
     result = run(args)
     assert os.path.dirname(result['backup_dir']) == os.path.dirname(roots['dest'])
     assert os.path.basename(result['backup_dir']).startswith('new.prefs_backup-')
+
+
+# --------------------------------------------------------------------------------------------------
+# run() in another module's process: module_kwargs() and run() with an AnsibleModule-like object
+
+class Done(BaseException):
+    """What an in-process caller's adapter raises from exit_json/fail_json (like SystemExit)."""
+
+    def __init__(self, failed, result):
+        super().__init__(failed, result)
+        self.failed = failed
+        self.result = result
+
+
+class InProcessModule:
+    """An AnsibleModule-like object with only what run() may use; any other attribute raises AttributeError."""
+
+    __slots__ = ('params', 'check_mode', '_diff', 'warnings')
+
+    def __init__(self, args, check=False, diff=False):
+        kwargs = prefs.module_kwargs()  # the caller validates with what AnsibleModule would be given
+        assert kwargs.pop('supports_check_mode') is True
+        validated = ArgumentSpecValidator(**kwargs).validate(args)
+        assert not validated.error_messages
+        self.params = validated.validated_parameters
+        self.check_mode = check
+        self._diff = diff
+        self.warnings = []
+
+    def warn(self, warning):
+        self.warnings.append(warning)
+
+    def exit_json(self, **kwargs):
+        raise Done(False, kwargs)
+
+    def fail_json(self, msg, **kwargs):
+        raise Done(True, dict(kwargs, msg=msg))
+
+
+def run_in_process(args, check=False, diff=False):
+    module = InProcessModule(args, check=check, diff=diff)
+    with pytest.raises(Done) as info:
+        prefs.run(module)
+    return info.value, module
+
+
+def test_module_kwargs_builds_an_ansible_module():
+    kwargs = prefs.module_kwargs()
+    assert kwargs == dict(argument_spec=prefs.prefs_argument_spec(), supports_check_mode=True)
+    kwargs['argument_spec'].clear()
+    kwargs['extra'] = True
+    assert prefs.module_kwargs() == dict(argument_spec=prefs.prefs_argument_spec(), supports_check_mode=True)
+    with patch_module_args(dict(src='/a', dest='/b', items=[dict(path='x')])):
+        module = basic.AnsibleModule(**prefs.module_kwargs())
+    assert module.params['items'] == [dict(path='x', mode='copy', format='auto', required=False)]
+    assert module.supports_check_mode is True
+
+
+def test_module_main_runs_module_utils(roots):
+    assert prefs_migrate_module.run is prefs.run and prefs_migrate_module.module_kwargs is prefs.module_kwargs
+    with patch_module_args(dict(roots, items=ITEMS)), mock.patch.object(basic.AnsibleModule, 'exit_json', _exit), \
+            mock.patch.object(basic.AnsibleModule, 'fail_json', _fail):
+        with pytest.raises(Exit) as info:
+            prefs_migrate_module.main()
+    assert info.value.result['changed'] is True
+    assert read(os.path.join(roots['dest'], 'conf/server.properties')) == b'# new\r\nport=9090\r\ndb.password=geheim\r\nfresh=1\r\n'
+
+
+def test_run_in_process_repeatedly(roots):
+    args = dict(roots, items=ITEMS)
+    before = snapshot(roots['dest'])
+    done, module = run_in_process(args, check=True, diff=True)
+    assert not done.failed and done.result['changed'] is True and len(done.result['diff']) == 4
+    assert snapshot(roots['dest']) == before
+
+    done, module = run_in_process(args)
+    assert not done.failed
+    assert sorted(done.result) == ['backup_dir', 'changed', 'copied', 'dropped_keys', 'kept', 'merged', 'missing']
+    assert sorted(done.result['copied']) == ['Server Database/Preferences/backup.xml', 'Server Database/cert.pem',
+                                             'Server Database/key.pem']
+    assert done.result['dropped_keys'] == {'conf/server.properties': ['legacy']}
+    assert done.result['backup_dir'] == roots['backup_dir'] and module.warnings == []
+    assert read(os.path.join(roots['dest'], 'conf/server.properties')) == b'# new\r\nport=9090\r\ndb.password=geheim\r\nfresh=1\r\n'
+
+    done, module = run_in_process(dict(args, backup_dir=None))
+    assert not done.failed
+    merged = dict(path='conf/server.properties', format='properties', keys=['port', 'db.password'], added=['fresh'], changed=False)
+    assert done.result == dict(changed=False, copied=[], merged=[merged], kept=[], dropped_keys={'conf/server.properties': ['legacy']},
+                               missing=[], backup_dir=None)
+
+
+def test_run_in_process_failures_reach_the_caller(roots):
+    before = snapshot(roots['dest'])
+    done, dummy = run_in_process(dict(roots, items=ITEMS + [dict(path='nope', required=True)]))
+    assert done.failed and 'required' in done.result['msg'] and done.result['missing'] == ['nope']
+
+    def full(a, b):
+        raise OSError(28, 'No space left on device')
+
+    with mock.patch.object(prefs.os, 'replace', side_effect=full):
+        done, dummy = run_in_process(dict(roots, items=ITEMS))
+    assert done.failed and 'restored dest' in done.result['msg'] and 'No space left' in done.result['msg']
+    assert snapshot(roots['dest']) == before and not os.path.exists(roots['backup_dir'])
+
+    # nothing of the failed runs is left over for the next one in the same process
+    done, dummy = run_in_process(dict(roots, items=ITEMS))
+    assert not done.failed and done.result['missing'] == [] and done.result['changed'] is True
+
+
+def test_run_in_process_warns_through_the_module(roots):
+    os.chmod(os.path.join(roots['src'], 'Server Database/key.pem'), 0o644)
+    done, module = run_in_process(dict(roots, items=[dict(path='Server Database/key.pem')]))
+    assert not done.failed and 'warnings' not in done.result
+    assert module.warnings == ['private key Server Database/key.pem has mode 0644 in src; its mode is kept']

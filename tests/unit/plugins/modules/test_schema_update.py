@@ -4,8 +4,12 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import os
+import shutil
 import sqlite3
+import subprocess
 import sys
 
 import pytest
@@ -14,7 +18,6 @@ from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.clinops.upgrade.plugins.module_utils import schema_update as su
-from ansible_collections.clinops.upgrade.plugins.modules import schema_update
 
 
 class ExitJson(Exception):
@@ -46,7 +49,7 @@ def run_module(args, check=False, diff=False):
         args['_ansible_diff'] = True
     with patch_module_args(args):
         with pytest.raises((ExitJson, FailJson)) as caught:
-            schema_update.main()
+            su.run(basic.AnsibleModule(**su.module_kwargs()))
     return caught.value.args[0]
 
 
@@ -337,3 +340,170 @@ def test_module_command_mode(tmp_path, sqlite_db):
 def test_module_command_mode_refuses(tmp_path, extra, message):
     res = run_module(dict(engine='files', path=str(tmp_path), command=['true'], **extra))
     assert res['failed'] and message in res['msg'], res
+
+
+# ---------------------------------------------------------------------------------------------
+# module_kwargs() and run() with an AnsibleModule-like object, as another module runs them in-process
+# ---------------------------------------------------------------------------------------------
+class Done(BaseException):
+    """What an in-process caller's fail_json/exit_json raise: not an Exception, like SystemExit."""
+
+
+class LikeModule:
+    """Only the attributes run() may use; any other attribute is recorded in ``unexpected``."""
+
+    __slots__ = ('params', 'check_mode', '_diff', 'warnings', 'unexpected', 'calls')
+
+    def __init__(self, args, check=False, diff=False):
+        spec = su.module_kwargs()['argument_spec']
+        self.params = dict((name, option.get('default')) for name, option in spec.items())
+        self.params.update(args)
+        self.check_mode = check
+        self._diff = diff
+        self.warnings = []
+        self.unexpected = []
+        self.calls = []
+
+    def __getattr__(self, name):
+        self.unexpected.append(name)
+        raise AttributeError(name)
+
+    def fail_json(self, msg, **kwargs):
+        self.calls.append('fail_json')
+        raise Done(dict(kwargs, msg=msg, failed=True))
+
+    def exit_json(self, **kwargs):
+        self.calls.append('exit_json')
+        raise Done(kwargs)
+
+    def warn(self, warning):
+        self.warnings.append(warning)
+
+    def run_command(self, args, check_rc=False):
+        assert isinstance(args, list) and not check_rc
+        proc = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors='replace',
+                              check=False)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    def get_bin_path(self, arg, required=False, opt_dirs=None):
+        path = shutil.which(arg, path=os.pathsep.join(list(opt_dirs or []) + [os.environ.get('PATH', '')]))
+        if path is None and required:
+            self.fail_json(msg='Failed to find required executable "%s"' % arg)
+        return path
+
+
+def run_like(args, check=False, diff=False):
+    module = LikeModule(args, check=check, diff=diff)
+    with pytest.raises(Done) as caught:
+        su.run(module)
+    assert module.unexpected == [] and len(module.calls) == 1, (module.unexpected, module.calls)
+    return caught.value.args[0], module
+
+
+def without_durations(result):
+    result = dict(result)
+    result['applied'] = [dict((k, v) for k, v in entry.items() if k != 'duration_s') for entry in result['applied']]
+    return result
+
+
+def test_module_kwargs_is_new_on_every_call():
+    first = su.module_kwargs()
+    assert set(first) == {'argument_spec', 'mutually_exclusive', 'required_one_of', 'supports_check_mode'}
+    assert first['supports_check_mode'] is True and first['required_one_of'] == [('migrations', 'command')]
+    assert first['argument_spec']['engine']['required'] is True and first['argument_spec']['login_password']['no_log']
+    first['argument_spec']['phase']['choices'].append('sometime')
+    first['mutually_exclusive'].append(('target', 'baseline'))
+    second = su.module_kwargs()
+    assert second['argument_spec']['phase']['choices'] == ['all', 'pre', 'offline', 'post']
+    assert second['mutually_exclusive'] == [('migrations', 'command'), ('version_query', 'version_command')]
+
+
+def _version_tool(tmp_path, version):
+    """A command that writes ``version`` into the file that version_command reads."""
+    path = str(tmp_path / 'version.txt')
+    return [sys.executable, '-c', "import sys; open(sys.argv[1], 'w').write(sys.argv[2] + '\\n')", path, version]
+
+
+# Each case: the files, the args (from the database and the folder), and the runs (check, diff) in order.
+SAME_CASES = {
+    'check, apply, rerun': (
+        {'V1__t.sql': 'CREATE TABLE t (a int);', 'V2__fill.sql': '-- phase: post\nINSERT INTO t VALUES (1);'},
+        lambda db, sql, tmp: dict(engine='sqlite', path=db, migrations=sql),
+        [(True, True), (False, True), (False, False)]),
+    'one phase, run twice': (
+        {'V1__t.sql': '-- phase: pre\nCREATE TABLE t (a int);', 'V2__u.sql': 'CREATE TABLE u (a int);'},
+        lambda db, sql, tmp: dict(engine='sqlite', path=db, migrations=sql, phase='pre', major_blocks=2),
+        [(False, False), (False, False)]),
+    'failure rolled back, then refused input': (
+        {'V1__t.sql': 'CREATE TABLE t (a int);', 'V2__bad.sql': 'INSERT INTO t VALUES (1);\nINSERT INTO nowhere VALUES (2);'},
+        lambda db, sql, tmp: dict(engine='sqlite', path=db, migrations=sql),
+        [(False, False), (True, True)]),
+    'refused before the database is opened': (
+        {'V1__t.sql': 'CREATE TABLE t (a int);'},
+        lambda db, sql, tmp: dict(engine='sqlite', path=db, migrations=sql, history_table='a-b'),
+        [(False, False)]),
+    'command mode with version_command': (
+        {},
+        lambda db, sql, tmp: dict(engine='files', path=db, command=_version_tool(tmp, '2.1'),
+                                  version_command='cat %s' % (tmp / 'version.txt'), target='2.1'),
+        [(True, False), (False, False), (False, False)]),
+    'command mode that misses its target': (
+        {},
+        lambda db, sql, tmp: dict(engine='files', path=db, command=_version_tool(tmp, '2.0'),
+                                  version_command='cat %s' % (tmp / 'version.txt'), target='2.1'),
+        [(False, False)]),
+}
+
+
+@pytest.mark.parametrize('case', sorted(SAME_CASES))
+def test_run_with_a_like_module_matches_ansible_module(tmp_path, case):
+    files, make_args, runs = SAME_CASES[case]
+
+    def fresh():
+        db = tmp_path / 'app.sqlite'
+        if db.exists():
+            db.unlink()
+        sqlite3.connect(str(db)).close()
+        shutil.rmtree(str(tmp_path / 'sql'), ignore_errors=True)
+        folder = write(tmp_path / 'sql', files)
+        (tmp_path / 'version.txt').write_text('1.0\n')
+        return make_args(str(db), folder, tmp_path)
+
+    args = fresh()
+    expected = [without_durations(run_module(args, check=check, diff=diff)) for check, diff in runs]
+    expected_history = history(str(tmp_path / 'app.sqlite'))
+    args = fresh()
+    got = [without_durations(run_like(args, check=check, diff=diff)[0]) for check, diff in runs]
+    assert got == expected
+    assert history(str(tmp_path / 'app.sqlite')) == expected_history
+    assert any(r.get('changed') or r.get('failed') for r in got)
+
+
+def test_run_with_a_like_module_warns_through_it(tmp_path, sqlite_db):
+    folder = write(tmp_path / 'sql', {'V1__t.sql': 'CREATE TABLE t (a int);'})
+    args = dict(engine='sqlite', path=sqlite_db, migrations=folder)
+    assert run_like(args)[0]['changed']
+    result, module = run_like(dict(args, baseline='0.5'))
+    assert not result['changed'] and module.warnings == ['baseline 0.5 is ignored: the history already has 1 entries']
+    tool = dict(engine='files', path=str(tmp_path), command=['true'], version_command=['/bin/echo', '3'])
+    result, module = run_like(tool, check=True)
+    assert not result['changed'] and result['from_version'] == '3'
+    assert module.warnings == ['check mode cannot predict what the command changes without target']
+
+
+def test_run_with_a_like_module_fails_through_get_bin_path(tmp_path):
+    result, _module = run_like(dict(engine='files', path=str(tmp_path), command=['true'],
+                                    version_command='no-such-program-xyz --version'))
+    assert result == {'msg': 'Failed to find required executable "no-such-program-xyz"', 'failed': True}
+
+
+def test_no_handler_can_swallow_fail_json_or_exit_json():
+    """fail_json/exit_json may raise any BaseException: no bare except, no except BaseException, no sys.exit."""
+    tree = ast.parse(inspect.getsource(su))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ExceptHandler):
+            names = [n.id for n in ast.walk(node.type) if isinstance(n, ast.Name)] if node.type is not None else None
+            assert names is not None, 'bare except at line %d' % node.lineno
+            assert 'BaseException' not in names and 'SystemExit' not in names, node.lineno
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            assert (node.value.id, node.attr) != ('sys', 'exit'), node.lineno

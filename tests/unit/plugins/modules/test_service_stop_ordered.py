@@ -1,21 +1,27 @@
 # -*- coding: utf-8 -*-
 # Copyright: clinops.upgrade contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""service_stop_ordered: input checks, ordering, process-table helpers, supervisord config reading, and the
-module entry point on the systemd backend (systemctl replaced by a fake, since these hosts have no systemd)."""
+"""service_stop_ordered: input checks, ordering, process-table helpers, supervisord config reading, the
+module entry point on the systemd backend (systemctl replaced by a fake, since these hosts have no systemd), and
+module_utils' module_kwargs()/run() driven in-process by a minimal AnsibleModule stand-in against real processes."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
+import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import textwrap
 import time
 
 import pytest
 
 from ansible.module_utils import basic
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.clinops.upgrade.plugins.module_utils import service_stop_ordered as utils
@@ -144,38 +150,56 @@ def test_supervisor_unreachable_socket(tmp_path):
 # ---------------------------------------------------------------- the process table
 
 def test_pid_alive_counts_zombies_as_gone():
-    assert mod.pid_alive(os.getpid())
-    assert not mod.pid_alive(0)
-    assert not mod.pid_alive(2 ** 22 + 12345)
+    assert utils.pid_alive(os.getpid())
+    assert not utils.pid_alive(0)
+    assert not utils.pid_alive(2 ** 22 + 12345)
     child = subprocess.Popen([sys.executable, '-c', 'pass'])
     deadline = time.monotonic() + 10
-    while mod.pid_alive(child.pid) and time.monotonic() < deadline:  # exits, stays a zombie until wait()
+    while utils.pid_alive(child.pid) and time.monotonic() < deadline:  # exits, stays a zombie until wait()
         time.sleep(0.05)
     assert os.path.exists('/proc/%d' % child.pid)
-    assert not mod.pid_alive(child.pid)
+    assert not utils.pid_alive(child.pid)
     child.wait()
 
 
 def test_read_pidfile(tmp_path):
     path = tmp_path / 'x.pid'
-    assert mod.read_pidfile(str(path)) is None
+    assert utils.read_pidfile(str(path)) is None
     path.write_text('1234\n')
-    assert mod.read_pidfile(str(path)) == 1234
+    assert utils.read_pidfile(str(path)) == 1234
     path.write_text('garbage')
-    assert mod.read_pidfile(str(path)) is None
-    assert mod.read_pidfile(None) is None
+    assert utils.read_pidfile(str(path)) is None
+    assert utils.read_pidfile(None) is None
+
+
+def spawn_with_marker(marker):
+    """A sleeping child whose command line holds ``marker``, returned once /proc shows that command line.
+
+    On this sandbox's kernel /proc/PID/cmdline of a freshly exec'd process can read empty for a moment.
+    """
+    child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', marker])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with open('/proc/%d/cmdline' % child.pid, 'rb') as handle:
+                if marker.encode() in handle.read():
+                    break
+        except OSError:
+            pass
+        time.sleep(0.01)
+    return child
 
 
 def test_pattern_pids_finds_a_process_but_not_this_one():
     marker = 'clinops-pattern-%d' % os.getpid()
-    child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)', marker])
+    child = spawn_with_marker(marker)
     try:
-        assert mod.pattern_pids(re.compile(re.escape(marker))) == [child.pid]
-        assert os.getpid() not in mod.pattern_pids(re.compile('python|pytest'))
+        assert utils.pattern_pids(re.compile(re.escape(marker))) == [child.pid]
+        assert os.getpid() not in utils.pattern_pids(re.compile('python|pytest'))
     finally:
         child.kill()
         child.wait()
-    assert mod.pattern_pids(re.compile(re.escape(marker))) == []
+    assert utils.pattern_pids(re.compile(re.escape(marker))) == []
 
 
 def test_port_open_and_holders():
@@ -184,12 +208,12 @@ def test_port_open_and_holders():
     srv.listen(5)
     port = srv.getsockname()[1]
     try:
-        assert mod.port_open('127.0.0.1', port)
-        assert os.getpid() in mod.port_holders(port)
+        assert utils.port_open('127.0.0.1', port)
+        assert os.getpid() in utils.port_holders(port)
     finally:
         srv.close()
-    assert not mod.port_open('127.0.0.1', port)
-    assert mod.port_holders(port) == []
+    assert not utils.port_open('127.0.0.1', port)
+    assert utils.port_holders(port) == []
 
 
 def test_run_with_deadline():
@@ -248,10 +272,10 @@ def fake_systemd(monkeypatch, tmp_path):
     monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
     monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
     (tmp_path / 'systemd').mkdir()
-    monkeypatch.setattr(mod, 'SYSTEMD_DIR', str(tmp_path / 'systemd'))
-    monkeypatch.setattr(mod, 'INIT_D', str(tmp_path / 'init.d'))
-    monkeypatch.setattr(mod, 'KILL_WAIT', 1.0)
-    monkeypatch.setattr(mod, 'pid_alive', lambda pid: False)  # the fake MainPIDs are not real processes
+    monkeypatch.setattr(utils, 'SYSTEMD_DIR', str(tmp_path / 'systemd'))
+    monkeypatch.setattr(utils, 'INIT_D', str(tmp_path / 'init.d'))
+    monkeypatch.setattr(utils, 'KILL_WAIT', 1.0)
+    monkeypatch.setattr(utils, 'pid_alive', lambda pid: False)  # the fake MainPIDs are not real processes
     monkeypatch.setattr(basic.AnsibleModule, 'get_bin_path',
                         lambda self, name, required=False, opt_dirs=None: '/bin/%s' % name)
     holder = {}
@@ -370,7 +394,6 @@ def test_drain_command_failure_stops_nothing(fake_systemd, monkeypatch):
 
 
 def test_drain_sqlite_query(fake_systemd, tmp_path):
-    import sqlite3
     db = str(tmp_path / 'sessions.db')
     conn = sqlite3.connect(db)
     conn.execute('CREATE TABLE sessions (user TEXT)')
@@ -383,3 +406,205 @@ def test_drain_sqlite_query(fake_systemd, tmp_path):
     assert kind is ExitJson, res
     assert res['drain']['count'] == 0 and res['drain']['polls'] == 1 and not res['drain']['timed_out']
     assert fake.calls == [('stop', 'pmod-dicom', '--no-block')]
+
+
+# ---------------------------------------------------------------- module_kwargs() / run() in-process
+
+class Finished(BaseException):
+    """What the in-process adapter raises from exit_json/fail_json: like SystemExit, not an Exception."""
+
+    def __init__(self, failed, result):
+        super().__init__(failed, result)
+        self.failed = failed
+        self.result = result
+
+
+class InProcessModule:
+    """The members of AnsibleModule that run() may use, and nothing else (any other attribute is an AttributeError)."""
+
+    __slots__ = ('params', 'check_mode', '_diff', 'tmpdir', 'no_log_values', 'warnings', 'commands', 'cleanup_files')
+
+    def __init__(self, args, check_mode=False, diff=False, tmpdir=None):
+        spec = utils.module_kwargs()
+        assert spec.pop('supports_check_mode') is True
+        validated = ArgumentSpecValidator(**spec).validate(args)
+        assert not validated.error_messages, validated.error_messages
+        self.params = validated.validated_parameters
+        self.check_mode = check_mode
+        self._diff = diff
+        self.tmpdir = tmpdir
+        self.no_log_values = set(validated._no_log_values)  # pylint: disable=protected-access
+        self.warnings = []
+        self.commands = []
+        self.cleanup_files = []
+
+    def exit_json(self, **kwargs):
+        raise Finished(False, kwargs)
+
+    def fail_json(self, msg, **kwargs):
+        raise Finished(True, dict(kwargs, msg=msg))
+
+    def warn(self, warning):
+        self.warnings.append(warning)
+
+    def run_command(self, args, **kwargs):  # pylint: disable=unused-argument
+        self.commands.append(list(args))
+        proc = subprocess.run(args, capture_output=True, text=True, check=False)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    def get_bin_path(self, arg, required=False, opt_dirs=None):  # pylint: disable=unused-argument
+        path = shutil.which(arg)
+        if required and path is None:
+            self.fail_json(msg='Failed to find required executable "%s"' % arg)
+        return path
+
+    def atomic_move(self, src, dest, **kwargs):  # pylint: disable=unused-argument
+        os.replace(src, dest)
+
+    def add_cleanup_file(self, path):
+        self.cleanup_files.append(path)
+
+
+def run_in_process(args, **kwargs):
+    module = InProcessModule(args, **kwargs)
+    try:
+        utils.run(module)
+    except Finished as done:
+        return done.failed, done.result, module
+    raise AssertionError('run() neither exited nor failed')
+
+
+def test_module_kwargs_builds_an_ansible_module_and_fresh_objects():
+    first = utils.module_kwargs()
+    assert first['supports_check_mode'] is True
+    assert first['mutually_exclusive'] == [('supervisor_config', 'supervisor_url')]
+    assert set(first['argument_spec']) == set(utils.argument_spec())
+    first['mutually_exclusive'].append(('state', 'only'))
+    first['argument_spec']['services']['options']['name']['required'] = False
+    second = utils.module_kwargs()
+    assert second['mutually_exclusive'] == [('supervisor_config', 'supervisor_url')]
+    assert second['argument_spec']['services']['options']['name']['required'] is True
+    with patch_module_args({'services': [{'name': 'a'}], 'poll_interval': 0.25}):
+        module = basic.AnsibleModule(**second)
+    assert module.params['poll_interval'] == 0.25 and module.params['services'][0]['timeout'] == 60
+    assert module.supports_check_mode
+
+
+def test_module_kwargs_keeps_supervisor_options_exclusive():
+    spec = utils.module_kwargs()
+    del spec['supports_check_mode']
+    validated = ArgumentSpecValidator(**spec).validate(
+        {'services': [{'name': 'a'}], 'supervisor_config': '/x.conf', 'supervisor_url': 'http://127.0.0.1:1'})
+    assert any('mutually exclusive' in m for m in validated.error_messages), validated.error_messages
+
+
+def test_the_module_file_is_only_docs_and_main():
+    assert mod.run is utils.run and mod.module_kwargs is utils.module_kwargs
+    own = [name for name, value in vars(mod).items()
+           if callable(value) and getattr(value, '__module__', None) == mod.__name__]
+    assert own == ['main']
+
+
+SERVER = textwrap.dedent("""
+    import os, socket, sys, time
+    port, pidfile = int(sys.argv[1]), sys.argv[2]
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(('127.0.0.1', port))
+    srv.listen(5)
+    with open(pidfile + '.tmp', 'w') as handle:
+        handle.write('%d\\n' % os.getpid())
+    os.replace(pidfile + '.tmp', pidfile)
+    while True:
+        conn, dummy = srv.accept()
+        conn.close()
+""")
+
+
+def free_port():
+    sock = socket.socket()
+    sock.bind(('127.0.0.1', 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+@pytest.fixture
+def script_server(tmp_path):
+    """A real server started by start_command (pidfile + port); whatever pid it wrote is killed at the end."""
+    script = tmp_path / 'server.py'
+    script.write_text(SERVER)
+    pidfile = tmp_path / 'server.pid'
+    port = free_port()
+    service = {'name': 'pmod-ts', 'backend': 'script', 'pidfile': str(pidfile), 'port': port, 'timeout': 30,
+               'start_command': '%s %s %d %s' % (sys.executable, script, port, pidfile)}
+    pids = []
+    yield service, pids
+    for pid in pids:
+        try:
+            with open('/proc/%d/cmdline' % pid, 'rb') as handle:
+                ours = str(pidfile).encode() in handle.read()
+        except OSError:
+            ours = False
+        if ours:  # still the server, not a later process that got the same pid
+            os.kill(pid, signal.SIGKILL)
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+
+def test_run_in_process_starts_stops_and_runs_again(script_server, tmp_path):
+    service, pids = script_server
+    counter = tmp_path / 'count.py'
+    counter.write_text('print("0 users logged in")\n')
+    args = {'services': [service], 'poll_interval': 0.05}
+
+    failed, res, dummy = run_in_process(dict(args, state='started'))
+    assert not failed, res
+    pid = utils.read_pidfile(service['pidfile'])
+    pids.append(pid)
+    assert utils.pid_alive(pid) and utils.port_open('127.0.0.1', service['port'])
+    assert res['changed'] and res['order'] == ['pmod-ts'] and res['previously_running'] == []
+    assert res['services'] == [dict(name='pmod-ts', backend='script', before='stopped', action='started',
+                                    seconds=res['services'][0]['seconds'])]
+
+    failed, res, dummy = run_in_process(dict(args, state='started'), check_mode=True, diff=True)
+    assert not failed and not res['changed'] and res['order'] == []
+    assert res['diff']['before'] == res['diff']['after'] == 'pmod-ts: running\n'
+
+    failed, res, module = run_in_process(dict(args, drain={'command': '%s %s' % (sys.executable, counter)}), diff=True)
+    assert not failed, res
+    assert module.commands == [[sys.executable, str(counter)]]
+    assert res['drain'] == dict(count=0, polls=1, waited=res['drain']['waited'], timed_out=False, message_sent=False)
+    assert res['changed'] and res['previously_running'] == ['pmod-ts'] and res['services'][0]['action'] == 'stopped'
+    assert res['diff'] == dict(before='pmod-ts: running\n', after='pmod-ts: stopped\n',
+                               before_header='services', after_header='services')
+    assert not utils.pid_alive(pid) and not utils.port_open('127.0.0.1', service['port'])
+
+    failed, res, dummy = run_in_process(args)
+    assert not failed and not res['changed'] and res['previously_running'] == []
+    assert res['services'][0]['before'] == 'stopped' and res['services'][0]['action'] == 'none'
+
+
+def test_run_in_process_failures_reach_the_caller(script_server, tmp_path):
+    service, dummy_pids = script_server
+    failed, res, dummy = run_in_process({'services': [dict(service, timeout=-1)]})
+    assert failed and res['msg'].startswith('invalid input, nothing was stopped: ') and 'timeout -1' in res['msg']
+
+    failed, res, dummy = run_in_process({'services': [{'name': 'nowhere-%d' % os.getpid(), 'backend': 'sysvinit'}]})
+    assert failed and 'there is no init script' in res['msg'] and 'nothing was stopped' in res['msg']
+
+    # a running service, so the drain runs; its query fails inside the driver's own exception handling
+    sleeper = spawn_with_marker('clinops-drain-%d' % os.getpid())
+    try:
+        db = tmp_path / 'sessions.db'
+        sqlite3.connect(str(db)).close()
+        args = {'services': [{'name': 'sleeper', 'pattern': 'clinops-drain-%d' % os.getpid()}],
+                'drain': {'query': 'SELECT count(*) FROM no_such_table', 'connection': {'engine': 'sqlite', 'path': str(db)}}}
+        failed, res, dummy = run_in_process(args)
+        assert failed and res['msg'] == 'drain.query failed before anything was stopped: no such table: no_such_table', res
+        assert sleeper.poll() is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
