@@ -44,9 +44,11 @@ options:
         result closes the step, with C(started) taken from its start entry.
       - V(probe) says whether this run could take the lock, without taking it.
       - V(lock) takes the lock (or keeps it, when this run holds it); V(unlock) releases it when this run holds it.
+      - V(begin) takes the lock and records the step C(begin) (opening an attempt, or resuming the open one), in one call.
+      - V(finish) records the step C(finish) with O(result) (the outcome of the attempt) and releases the lock.
     type: str
     default: read
-    choices: [read, record, probe, lock, unlock]
+    choices: [read, record, probe, lock, unlock, begin, finish]
   target:
     description:
       - The version this upgrade brings the host to. Attempts belong to one target version.
@@ -141,166 +143,18 @@ entry:
   type: dict
 """
 
-import datetime
-import json
 import os
-import socket
-import time
 
 from ansible.module_utils.basic import AnsibleModule
-
-
-def now_iso():
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='milliseconds')
-
-
-def parse_iso(text):
-    try:
-        return datetime.datetime.fromisoformat(text)
-    except (TypeError, ValueError):
-        return None
-
-
-def read_entries(path):
-    entries = []
-    if not os.path.exists(path):
-        return entries
-    with open(path, encoding='utf-8') as handle:
-        for line in handle:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                entries.append(json.loads(line))
-            except ValueError:
-                continue  # a line cut by a crash: ignore it, the step counts as not done
-    return entries
-
-
-def attempt_state(entries, target):
-    state = dict(number=0, open=False, result=None, done=[], started_steps=[], data={}, downtime_s=None, entries=[])
-    mine = [e for e in entries if e.get('target') == target] if target else list(entries)
-    if not mine:
-        return state
-    number = max(int(e.get('attempt') or 0) for e in mine)
-    current = [e for e in mine if int(e.get('attempt') or 0) == number]
-    state['number'] = number
-    state['entries'] = current
-    finished = [e for e in current if e.get('step') == 'finish']
-    state['open'] = not finished
-    state['result'] = finished[-1].get('result') if finished else None
-    ended = {}
-    for entry in current:
-        state['data'].update(entry.get('data') or {})
-        if entry.get('result') in ('ok', 'skipped'):
-            ended[entry['step']] = entry
-        elif entry.get('result') == 'failed':
-            ended.pop(entry.get('step'), None)
-    state['done'] = [s for s in ended if s not in ('begin', 'finish')]
-    starts = [e['step'] for e in current if e.get('result') == 'started']
-    state['started_steps'] = [s for s in dict.fromkeys(starts) if s not in ended]
-    stop = [e for e in current if e.get('step') == 'stop' and e.get('started')]
-    verify = [e for e in current if e.get('step') == 'verify' and e.get('ended') and e.get('result') == 'ok']
-    if stop and verify:
-        first, last = parse_iso(stop[0]['started']), parse_iso(verify[-1]['ended'])
-        if first and last:
-            state['downtime_s'] = round((last - first).total_seconds(), 3)
-    return state
-
-
-def boot_id():
-    try:
-        with open('/proc/sys/kernel/random/boot_id', encoding='ascii') as handle:
-            return handle.read().strip()
-    except OSError:
-        return None
-
-
-def cmdline(pid):
-    try:
-        with open('/proc/%d/cmdline' % pid, 'rb') as handle:
-            return handle.read().replace(b'\0', b' ').decode('utf-8', 'replace')
-    except OSError:
-        return ''
-
-
-def parent(pid):
-    try:
-        with open('/proc/%d/stat' % pid, encoding='ascii') as handle:
-            return int(handle.read().rsplit(')', 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def controller_pid():
-    """The outermost ansible-playbook process above this module (only when the controller is this machine)."""
-    found, pid = None, os.getppid()
-    for dummy in range(64):
-        if pid <= 1:
-            break
-        if 'ansible-playbook' in cmdline(pid):
-            found = pid
-        pid = parent(pid)
-    return found
-
-
-def alive(pid):
-    return bool(pid) and 'ansible-playbook' in cmdline(int(pid))
-
-
-def read_lock(lock_file):
-    try:
-        with open(lock_file, encoding='utf-8') as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
-        return {} if not os.path.exists(lock_file) else {'corrupt': True}
-
-
-def judge_lock(holder, exists, run_id, stale_after):
-    if not exists:
-        return True, 'free'
-    if holder.get('run_id') == run_id:
-        return True, 'held by this run'
-    if holder.get('corrupt'):
-        return True, 'unreadable lock file, taken over'
-    if holder.get('pid') and holder.get('boot_id') == boot_id() and holder.get('host') == socket.gethostname():
-        if not alive(holder['pid']):
-            return True, 'holder run %s (pid %s) is gone' % (holder.get('run_id'), holder['pid'])
-        return False, 'held by run %s, ansible-playbook pid %s still running' % (holder.get('run_id'), holder['pid'])
-    beat = holder.get('heartbeat_epoch') or 0
-    age = time.time() - beat
-    if age > stale_after:
-        return True, 'holder run %s silent for %ds (stale after %ds)' % (holder.get('run_id'), age, stale_after)
-    return False, 'held by run %s from %s, last write %ds ago' % (holder.get('run_id'), holder.get('host'), age)
-
-
-def write_lock(lock_file, run_id):
-    data = dict(run_id=run_id, pid=controller_pid(), boot_id=boot_id(), host=socket.gethostname(),
-                acquired=now_iso(), heartbeat_epoch=time.time())
-    tmp = '%s.%d.tmp' % (lock_file, os.getpid())
-    with open(tmp, 'w', encoding='utf-8') as handle:
-        json.dump(data, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, lock_file)
-    return data
-
-
-def append(path, entry):
-    line = json.dumps(entry, sort_keys=True, ensure_ascii=False) + '\n'
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-    try:
-        os.write(fd, line.encode('utf-8'))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from ansible_collections.clinops.upgrade.plugins.module_utils.journal import (
+    append, attempt_state, judge_lock, make_entry, read_entries, read_lock, write_lock)
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             path=dict(type='path', required=True),
-            op=dict(type='str', default='read', choices=['read', 'record', 'probe', 'lock', 'unlock']),
+            op=dict(type='str', default='read', choices=['read', 'record', 'probe', 'lock', 'unlock', 'begin', 'finish']),
             target=dict(type='str'),
             step=dict(type='str'),
             result=dict(type='str', default='ok',
@@ -312,6 +166,7 @@ def main():
             stale_after=dict(type='int', default=3600),
         ),
         required_if=[('op', 'record', ('target', 'step', 'run_id')), ('op', 'lock', ('run_id',)),
+                     ('op', 'begin', ('target', 'run_id')), ('op', 'finish', ('target', 'run_id')),
                      ('op', 'unlock', ('run_id',)), ('op', 'probe', ('run_id',))],
         supports_check_mode=True,
     )
@@ -339,7 +194,7 @@ def main():
         if not os.path.isdir(folder):
             os.makedirs(folder, 0o750)
 
-    if op == 'lock':
+    def take_lock():
         if not available:
             module.fail_json(msg='another upgrade is running on this host: %s (lock file %s)' % (reason, lock_file), **result)
         if holder.get('run_id') != params['run_id'] or not exists:
@@ -347,39 +202,42 @@ def main():
             if not module.check_mode:
                 ensure_folder()
                 result['lock'].update(held=True, holder=write_lock(lock_file, params['run_id']), reason=reason)
-    elif op == 'unlock':
-        if exists and holder.get('run_id') == params['run_id']:
+
+    def release_lock():
+        if os.path.exists(lock_file) and read_lock(lock_file).get('run_id') == params['run_id']:
             result['changed'] = True
             if not module.check_mode:
                 os.unlink(lock_file)
                 result['lock'].update(held=False, holder={})
-    elif op == 'record':
-        step, res = params['step'], params['result']
+
+    def record(step, res):
         if step != 'begin' and not attempt['open']:
             module.fail_json(msg='no open upgrade attempt to %s in %s: record the step begin first' % (params['target'], path), **result)
-        number = attempt['number'] if (attempt['open'] or step != 'begin') else attempt['number'] + 1
-        stamp = now_iso()
-        entry = dict(step=step, result=res, target=params['target'], attempt=number, run_id=params['run_id'],
-                     data=params['data'], message=params['note'])
-        if res == 'started':
-            entry['started'] = stamp
-        else:
-            starts = [e for e in attempt['entries'] if e.get('step') == step and e.get('result') == 'started'] if attempt['open'] else []
-            entry['started'] = starts[-1]['started'] if starts else stamp
-            entry['ended'] = stamp
+        entry = make_entry(attempt, step, res, params['target'], params['run_id'], params['data'], params['note'])
         result['entry'] = entry
         result['changed'] = True
         if not module.check_mode:
             try:
                 ensure_folder()
                 append(path, entry)
-                if exists and holder.get('run_id') == params['run_id']:
+                if os.path.exists(lock_file) and read_lock(lock_file).get('run_id') == params['run_id']:
                     write_lock(lock_file, params['run_id'])
             except OSError as exc:
                 module.fail_json(msg='cannot write the journal %s: %s' % (path, exc))
             entries.append(entry)
             result['entries'] = entries[-1000:]
             result['attempt'] = attempt_state(entries, params['target'])
+
+    if op in ('lock', 'begin'):
+        take_lock()
+    if op == 'begin':
+        record('begin', 'ok')
+    elif op == 'record':
+        record(params['step'], params['result'])
+    elif op == 'finish':
+        record('finish', params['result'])
+    if op in ('unlock', 'finish'):
+        release_lock()
     module.exit_json(**result)
 
 

@@ -1,0 +1,351 @@
+"""Unit tests for upgrade_cutover: the steps in order, journaled; resume; a failing step; input errors before any stop;
+the in-process adapter (validation, secrets, exit/fail); the swap on real folders; the health checks on real processes."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+
+import pytest
+
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.clinops.upgrade.plugins.module_utils import cutover
+from ansible_collections.clinops.upgrade.plugins.module_utils import journal
+from ansible_collections.clinops.upgrade.plugins.modules import upgrade_cutover
+
+
+class ExitJson(Exception):
+    pass
+
+
+class FailJson(Exception):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def patch_exits(monkeypatch):
+    def exit_json(self, **kwargs):
+        raise ExitJson(kwargs)
+
+    def fail_json(self, **kwargs):
+        kwargs['failed'] = True
+        raise FailJson(kwargs)
+
+    monkeypatch.setattr(upgrade_cutover.AnsibleModule, 'exit_json', exit_json)
+    monkeypatch.setattr(upgrade_cutover.AnsibleModule, 'fail_json', fail_json)
+
+
+class FakeUtil:
+    """Stands for a module's module_utils (module_kwargs + run): records the options it was run with."""
+
+    def __init__(self, spec, answer=None, fail=None):
+        self.spec = spec
+        self.answer = answer or (lambda params: {})
+        self.failure = fail
+        self.calls = []
+
+    def module_kwargs(self):
+        return dict(argument_spec=self.spec, supports_check_mode=True)
+
+    def run(self, module):
+        self.calls.append(dict(module.params))
+        if self.failure and self.failure(module.params):
+            module.fail_json(msg='boom in %s' % module.name, rc=3)
+        module.exit_json(changed=True, **self.answer(module.params))
+
+
+SERVICE_SPEC = dict(services=dict(type='list', elements='dict', required=True), state=dict(type='str', required=True),
+                    supervisor_config=dict(type='path'), only=dict(type='list', elements='str'), drain=dict(type='dict'))
+BACKUP_SPEC = dict(engine=dict(type='str', required=True), path=dict(type='path'), dest=dict(type='path', required=True),
+                   label=dict(type='str'), verify=dict(type='str'), state=dict(type='str'),
+                   login_password=dict(type='str', no_log=True))
+PREFS_SPEC = dict(src=dict(type='path', required=True), dest=dict(type='path', required=True),
+                  items=dict(type='list', elements='dict', required=True), defaults=dict(type='path'),
+                  backup_dir=dict(type='path'))
+SCHEMA_SPEC = dict(engine=dict(type='str', required=True), path=dict(type='path'), migrations=dict(type='path'),
+                   command=dict(type='list', elements='str'), phase=dict(type='str', default='all'))
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    services = FakeUtil(SERVICE_SPEC, lambda p: dict(previously_running=['ds', 'ts'], order=['ds', 'ts'])
+                        if p['state'] == 'stopped' else {})
+    backup = FakeUtil(BACKUP_SPEC, lambda p: dict(backup_path=os.path.join(p['dest'], 'pre.sqlite')))
+    prefs = FakeUtil(PREFS_SPEC, lambda p: dict(dropped_keys=['old.key']))
+    schema = FakeUtil(SCHEMA_SPEC, lambda p: dict(applied=[dict(version='4.3.2')]))
+    monkeypatch.setattr(cutover, '_services', services)
+    monkeypatch.setattr(cutover, '_db_backup', backup)
+    monkeypatch.setattr(cutover, '_prefs', prefs)
+    monkeypatch.setattr(cutover, '_schema_update', schema)
+    return dict(services=services, backup=backup, prefs=prefs, schema=schema)
+
+
+@pytest.fixture
+def site(tmp_path):
+    opt = tmp_path / 'opt'
+    root = opt / 'PMOD'
+    staged = opt / 'PMOD_staging' / 'pmod-4.4.0'
+    for folder, version in ((root, '4.3.0'), (staged, '4.4.0')):
+        folder.mkdir(parents=True)
+        (folder / 'VERSION').write_text(version + '\n')
+    (opt / 'PMOD_old0003').mkdir()
+    state = tmp_path / 'state'
+    state.mkdir()
+    path = str(state / 'journal.jsonl')
+    jr = journal.Journal(path, '4.4.0', 'run1')
+    jr.record('begin', 'ok', data=dict(from_version='4.3.0', staged=str(staged)))
+    return dict(root=str(root), staged=str(staged), journal=path, tmp=tmp_path)
+
+
+def args(site, **extra):
+    out = dict(journal=site['journal'], run_id='run1', target='4.4.0', install_root=site['root'], staged=site['staged'],
+               services=[dict(name='ds'), dict(name='ts'), dict(name='ls')],
+               backup=dict(engine='sqlite', path='/data/db.sqlite', dest=str(site['tmp'] / 'backups')),
+               prefs=dict(items=[dict(path='properties/Config.properties')]),
+               migrate=dict(engine='sqlite', path='/data/db.sqlite', migrations=site['root'] + '/sql'))
+    out.update(extra)
+    return out
+
+
+def run(arguments, expect=ExitJson):
+    with patch_module_args(arguments):
+        with pytest.raises(expect) as info:
+            upgrade_cutover.main()
+    return info.value.args[0]
+
+
+def entries(site):
+    return journal.read_entries(site['journal'])
+
+
+def test_all_steps_in_order_journaled_with_what_a_rollback_needs(site, fakes):
+    result = run(args(site))
+    assert [s['step'] for s in result['steps']] == list(cutover.STEPS)
+    assert result['changed'] is True
+    ended = [(e['step'], e['result']) for e in entries(site) if e['result'] != 'started']
+    assert ended == [('begin', 'ok')] + [(s, 'ok') for s in cutover.STEPS]
+    data = result['attempt']['data']
+    old = os.path.join(os.path.dirname(site['root']), 'PMOD_old0004')
+    assert data['old_dir'] == old and data['previously_running'] == ['ds', 'ts']
+    assert data['backup_path'].endswith('pre.sqlite') and data['schema_offline'] == ['4.3.2']
+    assert result['attempt']['done'] == list(cutover.STEPS) and result['attempt']['downtime_s'] is not None
+    # the swap really happened, numbered after the highest old folder kept
+    assert open(os.path.join(site['root'], 'VERSION')).read().strip() == '4.4.0'
+    assert open(os.path.join(old, 'VERSION')).read().strip() == '4.3.0'
+    assert not os.path.exists(site['staged'])
+    # each module got its options, and the facts of the earlier steps
+    stop, start = fakes['services'].calls
+    assert stop['state'] == 'stopped' and start['state'] == 'started' and start['only'] == ['ds', 'ts']
+    assert fakes['prefs'].calls[0]['src'] == old and fakes['prefs'].calls[0]['dest'] == site['root']
+    assert fakes['schema'].calls[0]['phase'] == 'offline'
+    assert fakes['backup'].calls[0]['state'] == 'present'
+    # the journal recorded where the old installation goes before it was moved
+    swap_start = [e for e in entries(site) if e['step'] == 'swap' and e['result'] == 'started'][0]
+    assert swap_start['data']['old_dir'] == old
+
+
+def test_a_rerun_skips_the_done_steps_and_uses_their_facts(site, fakes):
+    jr = journal.Journal(site['journal'], '4.4.0', 'run1')
+    jr.record('stop', 'ok', data=dict(previously_running=['ts']))
+    jr.record('backup', 'ok', data=dict(backup_path='/b/pre'))
+    result = run(args(site))
+    assert [s['step'] for s in result['steps']] == ['swap', 'prefs', 'migrate_offline', 'start', 'verify']
+    assert result['skipped_done'] == ['stop', 'backup']
+    assert fakes['backup'].calls == []
+    assert fakes['services'].calls[0]['state'] == 'started' and fakes['services'].calls[0]['only'] == ['ts']
+
+
+def test_a_swap_interrupted_between_its_two_moves_is_finished(site, fakes):
+    old = os.path.join(os.path.dirname(site['root']), 'PMOD_old0004')
+    jr = journal.Journal(site['journal'], '4.4.0', 'run1')
+    jr.record('stop', 'ok', data=dict(previously_running=['ts']))
+    jr.record('backup', 'ok')
+    jr.record('swap', 'started', data=dict(old_dir=old))
+    os.rename(site['root'], old)  # the crash came after the first move
+    run(args(site))
+    assert open(os.path.join(site['root'], 'VERSION')).read().strip() == '4.4.0'
+    assert open(os.path.join(old, 'VERSION')).read().strip() == '4.3.0'
+
+
+def test_nothing_to_do_when_every_step_is_done(site, fakes):
+    jr = journal.Journal(site['journal'], '4.4.0', 'run1')
+    for step in cutover.STEPS:
+        jr.record(step, 'ok')
+    result = run(args(site))
+    assert result['changed'] is False and result['pending'] == []
+    assert not any(f.calls for f in fakes.values())
+
+
+def test_a_failing_step_is_journaled_and_stops_the_cutover(site, fakes):
+    fakes['schema'].failure = lambda params: True
+    result = run(args(site), FailJson)
+    assert result['failed_step'] == 'migrate_offline'
+    assert 'boom in schema_update' in result['msg'] and result['step_result']['rc'] == 3
+    assert [s['result'] for s in result['steps']] == ['ok'] * 4 + ['failed']
+    last = entries(site)[-1]
+    assert (last['step'], last['result']) == ('migrate_offline', 'failed') and 'boom' in last['message']
+    assert len(fakes['services'].calls) == 1  # nothing was started: the caller rolls back
+    assert 'migrate_offline' in result['attempt']['started_steps']
+
+
+def test_an_unexpected_error_is_a_failed_step_not_a_traceback(site, fakes):
+    os.rename(site['staged'], site['staged'] + '.gone')
+    result = run(args(site), FailJson)
+    assert result['failed_step'] == 'swap' and 'staged release' in result['msg']
+    assert open(os.path.join(site['root'], 'VERSION')).read().strip() == '4.3.0'
+
+
+def test_swap_refuses_when_both_folders_exist(site, fakes):
+    old = os.path.join(os.path.dirname(site['root']), 'PMOD_old0004')
+    os.mkdir(old)
+    jr = journal.Journal(site['journal'], '4.4.0', 'run1')
+    jr.record('swap', 'started', data=dict(old_dir=old))
+    result = run(args(site, steps=['swap']), FailJson)
+    assert 'both' in result['msg'] and os.path.isdir(site['staged'])
+
+
+def test_check_mode_predicts_and_touches_nothing(site, fakes):
+    before = open(site['journal']).read()
+    result = run(dict(args(site), _ansible_check_mode=True))
+    assert result['changed'] is True and result['pending'] == list(cutover.STEPS)
+    assert open(site['journal']).read() == before
+    assert not any(f.calls for f in fakes.values())
+    assert os.path.isdir(site['staged'])
+
+
+def test_bad_step_options_fail_before_anything_stops(site, fakes):
+    before = open(site['journal']).read()
+    result = run(args(site, backup=dict(engine='sqlite'), prefs=dict(items='nope', src='/x')), FailJson)
+    assert result['msg'].startswith('invalid input, nothing was stopped')
+    assert 'prefs must not set src' in result['msg']
+    result = run(args(site, backup=dict(engine='sqlite')), FailJson)
+    assert 'db_backup' in result['msg'] and 'dest' in result['msg']
+    result = run(args(site, steps=['start', 'stop']), FailJson)
+    assert 'order' in result['msg']
+    result = run(args(site, checks=[dict(type='command'), dict(type='dicom', host='h', port=104, called_aet='X' * 17)]),
+                 FailJson)
+    assert 'needs argv' in result['msg'] and '16' in result['msg']
+    assert open(site['journal']).read() == before and not any(f.calls for f in fakes.values())
+
+
+def test_without_an_open_attempt_nothing_runs(tmp_path, fakes):
+    path = str(tmp_path / 'journal.jsonl')
+    site = dict(journal=path, root=str(tmp_path / 'r'), staged=str(tmp_path / 's'), tmp=tmp_path)
+    result = run(args(site), FailJson)
+    assert 'no open upgrade attempt' in result['msg'] and not any(f.calls for f in fakes.values())
+
+
+def test_optional_steps_are_journaled_as_skipped(site, fakes):
+    result = run(args(site, backup=None, prefs=None, migrate=None))
+    assert [(s['step'], s['result']) for s in result['steps']][1] == ('backup', 'skipped')
+    assert [s['result'] for s in result['steps']].count('skipped') == 3
+    assert result['attempt']['done'] == list(cutover.STEPS)
+
+
+def test_a_vendor_tool_migration_gets_no_phase(site, fakes):
+    run(args(site, migrate=dict(engine='sqlite', path='/d', command=['tool', '--upgrade'])))
+    assert fakes['schema'].calls[0]['phase'] == 'all'
+
+
+class Parent:
+    check_mode = False
+
+    def __init__(self):
+        self.no_log_values = set()
+        self.warnings = []
+
+    def warn(self, text):
+        self.warnings.append(text)
+
+    def get_bin_path(self, name):
+        return '/bin/' + name
+
+
+def test_submodule_validates_masks_secrets_and_ends_by_exception():
+    parent = Parent()
+    sub = cutover.SubModule(parent, 'db_backup', dict(argument_spec=BACKUP_SPEC),
+                            dict(engine='sqlite', dest='~/b', login_password='sekret', path=None))
+    assert 'sekret' in parent.no_log_values
+    assert sub.params['dest'] == os.path.expanduser('~/b') and sub.params['verify'] is None
+    assert sub.get_bin_path('sqlite3') == '/bin/sqlite3'
+    sub.warn('careful')
+    assert parent.warnings == ['db_backup: careful']
+    with pytest.raises(cutover.StepFailed) as info:
+        cutover.SubModule(parent, 'db_backup', dict(argument_spec=BACKUP_SPEC), dict(engine='sqlite', bogus=1))
+    assert 'bogus' in info.value.msg and 'dest' in info.value.msg
+    util = FakeUtil(BACKUP_SPEC, fail=lambda p: True)
+    with pytest.raises(cutover.StepFailed) as info:
+        cutover.run_module(parent, 'db_backup', util, dict(engine='sqlite', dest='/b'))
+    assert info.value.msg == 'boom in db_backup' and info.value.result['rc'] == 3
+
+
+def test_a_broad_except_in_a_module_does_not_swallow_its_exit():
+    class Catcher(FakeUtil):
+        def run(self, module):
+            try:
+                module.exit_json(changed=False, found=1)
+            except Exception:  # pylint: disable=broad-except
+                module.fail_json(msg='swallowed')
+
+    result = cutover.run_module(Parent(), 'x', Catcher(dict(a=dict(type='str'))), {})
+    assert result == dict(changed=False, found=1)
+
+
+def test_next_old_dir_numbers_after_the_highest(tmp_path):
+    for name in ('PMOD_old0001', 'PMOD_old0007', 'PMOD_oldX', 'OTHER_old0009'):
+        (tmp_path / name).mkdir()
+    assert cutover.next_old_dir(str(tmp_path / 'PMOD'), '_old') == str(tmp_path / 'PMOD_old0008')
+    assert cutover.next_old_dir(str(tmp_path / 'X'), '_old') == str(tmp_path / 'X_old0001')
+
+
+def make_cutover(site, **extra):
+    class Module:
+        check_mode = False
+        params = dict(journal=site['journal'], target='4.4.0', run_id='run1', install_root=site['root'],
+                      verify_wait=2, checks=[], restart_after_verify=[])
+
+    Module.params.update(extra)
+    return cutover.Cutover(Module())
+
+
+def test_command_checks_want_exit_0_and_the_expected_output(site):
+    ok = dict(type='command', name='Echo', argv=[sys.executable, '-c', 'print("OK PMOD-TS 4.4.0")'], expect='^OK PMOD-TS {version}')
+    old = dict(ok, argv=[sys.executable, '-c', 'print("OK PMOD-TS 4.3.0")'])
+    bad = dict(ok, argv=[sys.executable, '-c', 'import sys; print("no"); sys.exit(2)'])
+    assert make_cutover(site, checks=[ok]).do_verify() == dict(checks=['Echo'])
+    with pytest.raises(cutover.StepFailed) as info:
+        make_cutover(site, checks=[old], verify_wait=1).do_verify()
+    assert 'does not match' in info.value.msg and '4.3.0' in info.value.msg
+    with pytest.raises(cutover.StepFailed) as info:
+        make_cutover(site, checks=[bad], verify_wait=1).do_verify()
+    assert 'exit code 2' in info.value.msg
+
+
+def test_tcp_check_against_a_real_listener_and_a_closed_port(site):
+    listener = socket.socket()
+    listener.bind(('127.0.0.1', 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    try:
+        assert make_cutover(site).check_tcp(dict(host='127.0.0.1', port=port), 2) is None
+    finally:
+        listener.close()
+    assert 'no connection' in make_cutover(site).check_tcp(dict(host='127.0.0.1', port=port), 2)
+
+
+def test_the_journal_is_json_lines_of_the_upgrade_journal_format(site, fakes):
+    run(args(site))
+    with open(site['journal']) as handle:
+        lines = [json.loads(line) for line in handle]
+    assert all(set(('step', 'result', 'target', 'attempt', 'run_id', 'started')) <= set(e) for e in lines)
+    assert {e['attempt'] for e in lines} == {1}
+
+
+def test_a_client_without_services_swaps_carries_and_verifies(site, fakes):
+    result = run(args(site, services=[], backup=None, migrate=None, steps=['swap', 'prefs', 'verify']))
+    assert [s['step'] for s in result['steps']] == ['swap', 'prefs', 'verify']
+    assert fakes['services'].calls == [] and len(fakes['prefs'].calls) == 1
+    result = run(args(site, services=[]), FailJson)
+    assert 'services must list' in result['msg']
