@@ -1,9 +1,12 @@
 """Benchmark of the site upgrade on the lab (lab/build_lab.py), printed by `make bench`, never asserted.
 
 1. Server downtime (first stop -> verified start) of playbooks/upgrade.yml, read from the host's journal, vs a plain
-   shell script doing the necessary steps directly (stop, back up, unpack, swap, copy properties, migrate with
-   sqlite3, start, Echo TS) on a fresh lab in the same run. Our staging happens before the stop.
-2. Rollout to 100 clients with forks 20: seconds per client (BENCH_UPGRADE_CLIENTS overrides the 100).
+   shell script doing the same necessary steps directly on a fresh lab in the same run: stop in the vendor's order,
+   back up with sqlite3, unpack the release, swap, copy the properties, migrate with sqlite3, start, Echo TS and Echo DB
+   until they answer, C-ECHO with dcmtk's echoscu, restart the license server (PMOD's step 8). Ours stages (unpacks) the
+   release before the stop and runs the downtime as one upgrade_cutover task. Releases carry BENCH_RELEASE_MB (300) MB
+   of stand-in libraries, the order of a real installation with its Java runtime.
+2. Rollout to BENCH_UPGRADE_CLIENTS (100) clients with forks 20: seconds per client.
 """
 import json
 import os
@@ -26,7 +29,7 @@ PLAYBOOK = os.path.join(ROOT, 'playbooks', 'upgrade.yml')
 PLAIN = r'''#!/bin/bash
 # The necessary steps of a PMOD server upgrade, by hand, as a plain script would do them.
 set -euo pipefail
-ROOT_DIR="$1"; RELEASE="$2"; DB="$3"; CONF="$4"; PY="$5"; BACKUPS="$6"
+ROOT_DIR="$1"; RELEASE="$2"; DB="$3"; CONF="$4"; PY="$5"; BACKUPS="$6"; AET="$7"; DPORT="$8"
 SUP="$(dirname "$PY")/supervisorctl"
 "$SUP" -c "$CONF" stop pmod-ds pmod-ts pmod-ls >/dev/null
 sqlite3 "$DB" ".backup '$BACKUPS/plain-pre.sqlite'"
@@ -39,8 +42,14 @@ cp "${ROOT_DIR}_plainold"/properties/*.properties "$ROOT_DIR/properties/"
 cp "${ROOT_DIR}_plainold"/bin/start-*.sh "$ROOT_DIR/bin/"
 for f in "$ROOT_DIR"/sql/V4.3.1__*.sql "$ROOT_DIR"/sql/V4.3.2__*.sql; do sqlite3 "$DB" < "$f"; done
 "$SUP" -c "$CONF" start pmod-ls pmod-ts pmod-ds >/dev/null
+PROPS="$ROOT_DIR/properties/Config.properties"
 for i in $(seq 1 100); do
-  if "$PY" "$ROOT_DIR/bin/pmodctl.py" echo-db --properties "$ROOT_DIR/properties/Config.properties" | grep -q '^OK'; then exit 0; fi
+  if "$PY" "$ROOT_DIR/bin/pmodctl.py" echo-ts --properties "$PROPS" | grep -q '^OK PMOD-TS 4.4.0' \
+     && "$PY" "$ROOT_DIR/bin/pmodctl.py" echo-db --properties "$PROPS" | grep -q '^OK'; then
+    /usr/bin/echoscu -aet CLINOPS_UPG -aec "$AET" 127.0.0.1 "$DPORT"
+    "$SUP" -c "$CONF" restart pmod-ls >/dev/null
+    exit 0
+  fi
   sleep 0.2
 done
 exit 1
@@ -59,10 +68,9 @@ def playbook(inventory, extra=None):
     return time.monotonic() - started
 
 
-def run(report):
-    tmp = tempfile.mkdtemp(prefix='clb-', dir='/tmp')
-    lab = os.path.join(tmp, 'lab')
-    inventory = build_lab.build(lab, clients=0, quiet=True)
+def downtimes(lab, tmp, size):
+    """(ours, plain) seconds of downtime on a fresh lab each, releases with ``size`` MB of stand-in libraries."""
+    inventory = build_lab.build(lab, clients=0, quiet=True, payload_mb=size)
     playbook(inventory)
     with open(os.path.join(lab, 'hosts', 'server1', 'state', 'journal.jsonl'), encoding='utf-8') as handle:
         entries = [json.loads(line) for line in handle]
@@ -71,7 +79,7 @@ def run(report):
     ours = (datetime.fromisoformat(verify['ended']) - datetime.fromisoformat(stop['started'])).total_seconds()
     build_lab.teardown(lab, quiet=True)
 
-    inventory = build_lab.build(lab, clients=0, quiet=True)
+    inventory = build_lab.build(lab, clients=0, quiet=True, payload_mb=size)
     with open(inventory, encoding='utf-8') as handle:
         handle.readline()
         server = json.load(handle)['all']['children']['servers']['hosts']['server1']
@@ -81,13 +89,23 @@ def run(report):
     started = time.monotonic()
     subprocess.run(['bash', script, os.path.join(lab, 'hosts', 'server1', 'opt', 'PMOD'),
                     os.path.join(lab, 'releases', 'pmod-%s.tar.gz' % build_lab.NEW_VERSION), server['upgrade_db_path'],
-                    server['upgrade_supervisor_config'], sys.executable, os.path.join(lab, 'hosts', 'server1', 'backups')],
+                    server['upgrade_supervisor_config'], sys.executable, os.path.join(lab, 'hosts', 'server1', 'backups'),
+                    server['pmod_dicom_aet'], str(server['pmod_ports']['dicom'])],
                    check=True)
     plain = time.monotonic() - started
     build_lab.teardown(lab, quiet=True)
     os.unlink(script)
-    report('upgrade: server downtime (journal) vs plain script', ours, plain,
-           'ours includes drain, verified backup, prefs merge, Echo TS/DB, C-ECHO, license restart')
+    return ours, plain
+
+
+def run(report):
+    tmp = tempfile.mkdtemp(prefix='clb-', dir='/tmp')
+    lab = os.path.join(tmp, 'lab')
+    for size in sorted({0, int(os.environ.get('BENCH_RELEASE_MB', '300'))}):
+        ours, plain = downtimes(lab, tmp, size)
+        report('upgrade: server downtime (journal) vs plain script, %s release' % ('%d MB' % size if size else 'tiny'),
+               ours, plain, 'both: stop, backup, swap, properties, migrations, start, Echo TS/DB, C-ECHO, license '
+               'restart; ours also drains, verifies the backup, merges the properties key by key, journals each step')
 
     clients = int(os.environ.get('BENCH_UPGRADE_CLIENTS', '100'))
     inventory = build_lab.build(lab, clients=clients, quiet=True)

@@ -147,25 +147,103 @@ def render_name(template, engine, database, label, timestamp, extension):
     return name
 
 
+def utc_now():
+    """The current UTC time, to the microsecond: the one clock of backup names and manifests."""
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
 def utc_timestamp(now=None):
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or utc_now()
     return now.strftime(TIMESTAMP_FORMAT)
 
 
-def iso_now():
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+def iso_now(now=None):
+    """``now`` (default: the current time) in UTC as ISO 8601 to the second, the manifest's ``created_at``."""
+    now = now or utc_now()
+    return now.astimezone(datetime.timezone.utc).replace(microsecond=0).isoformat()
+
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def epoch_ns(when):
+    """Nanoseconds since the Unix epoch of a datetime (a naive one is taken as UTC), in exact integer arithmetic."""
+    if when.tzinfo is None or when.utcoffset() is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    delta = when - _EPOCH
+    return ((delta.days * 86400 + delta.seconds) * 1000000 + delta.microseconds) * 1000
+
+
+def manifest_created_ns(manifest):
+    """When the backup of ``manifest`` was taken, in nanoseconds since the epoch, or None when it does not say.
+
+    Manifests written since ``created_ns`` exists carry it (sub-second precision); older ones only have
+    ``created_at`` (ISO 8601, to the second), which is read instead.  A date alone counts as its midnight UTC.
+    """
+    value = manifest.get('created_ns')
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = manifest.get('created_at')
+    if not isinstance(text, str) or not text.strip():
+        return None
+    text = text.strip()
+    if text[-1:] in ('Z', 'z'):  # fromisoformat reads a "Z" only from Python 3.11 on
+        text = text[:-1] + '+00:00'
+    try:
+        return epoch_ns(datetime.datetime.fromisoformat(text))
+    except ValueError:
+        return None
+
+
+_KNOWN_EXTENSIONS = sorted(set(ext + suffix for ext in EXTENSIONS.values() for suffix in COMPRESSION_SUFFIX.values()),
+                           key=len, reverse=True)
+
+
+def name_counter(file_name):
+    """``(base, n)`` of a backup file name: ``x_TS-3.dump`` gives ``('x_TS', 3)``, ``x_TS.dump`` gives ``('x_TS', 1)``.
+
+    ``present`` adds ``-2``, ``-3``, ... before the extension when the rendered name is taken, so among names
+    of one base a higher ``n`` was written later.  Comparing ``(base, n)`` also orders a base that itself ends
+    in ``-<digits>`` right: ``v-3.dump`` gives ``('v', 3)``, which sorts before ``('v-3', 2)`` of ``v-3-2.dump``.
+    """
+    stem = file_name
+    for ext in _KNOWN_EXTENSIONS:
+        if file_name.endswith(ext) and len(file_name) > len(ext):
+            stem = file_name[:-len(ext)]
+            break
+    match = re.match(r'^(.+)-([0-9]+)$', stem)
+    if match:
+        return match.group(1), int(match.group(2))
+    return stem, 1
+
+
+def manifest_order_key(manifest):
+    """The sort key of "newest": ascending key means older, so sort with ``reverse=True`` for newest first.
+
+    The manifest's own creation time (``created_ns``, else ``created_at``; a manifest without either is the
+    oldest), then the name's numeric suffix (``-2`` after none, ``-10`` after ``-9``: two backups of the same
+    second), then the path, so that the order never depends on the order of the list.
+    """
+    created = manifest_created_ns(manifest)
+    name = manifest.get('file') or os.path.basename(manifest['backup_path'].rstrip('/'))
+    base, counter = name_counter(name)
+    return (created is not None, created or 0, base, counter, manifest['backup_path'])
+
+
+def newest_first(manifests):
+    """``manifests`` as a new list, newest first (by ``manifest_order_key``)."""
+    return sorted(manifests, key=manifest_order_key, reverse=True)
 
 
 def select_for_retention(manifests, keep, protect):
     """The manifests to delete so that the newest ``keep`` (``protect`` among them) remain.
 
-    ``manifests`` are dicts with ``backup_path`` and ``created_at``; ``protect`` is the backup path just
-    written, never returned.  Ordering is by ``created_at`` then path, newest first.
+    ``manifests`` are dicts with ``backup_path`` and ``created_ns``/``created_at``; ``protect`` is the backup
+    path just written, never returned.  Ordering is that of ``manifest_order_key``, newest first.
     """
     if keep is None:
         return []
-    others = sorted((m for m in manifests if m['backup_path'] != protect),
-                    key=lambda m: (m.get('created_at') or '', m['backup_path']), reverse=True)
+    others = newest_first(m for m in manifests if m['backup_path'] != protect)
     return others[max(keep - 1, 0):]
 
 
@@ -185,7 +263,8 @@ def compare_row_counts(expected, actual):
 
 def build_manifest(engine, database, source, label, fmt, compression, file_name, size, sha256, server_ver,
                    tool_versions, database_bytes, created_at, checksum_method, files=None, row_counts=None,
-                   extra=None):
+                   extra=None, created_ns=None):
+    """The manifest of a new backup; ``created_ns`` (nanoseconds since the epoch) orders backups of one second."""
     manifest = dict(
         manifest_version=MANIFEST_VERSION,
         engine=engine,
@@ -204,6 +283,8 @@ def build_manifest(engine, database, source, label, fmt, compression, file_name,
         created_at=created_at,
         verification=None,
     )
+    if created_ns is not None:
+        manifest['created_ns'] = created_ns
     if files is not None:
         manifest['files'] = files
     if row_counts is not None:
@@ -244,7 +325,7 @@ def load_manifests(dest):
 
 
 def matching_manifests(manifests, engine, source, label=None, fmt=None, compression=None, label_required=False):
-    """Manifests of the same source (and label/format/compression when given), newest first."""
+    """Manifests of the same source (and label/format/compression when given), newest first (``manifest_order_key``)."""
     out = []
     for man in manifests:
         if man.get('engine') != engine or man.get('source') != source:
@@ -256,8 +337,7 @@ def matching_manifests(manifests, engine, source, label=None, fmt=None, compress
         if compression is not None and man.get('compression') != compression:
             continue
         out.append(man)
-    out.sort(key=lambda m: (m.get('created_at') or '', m['backup_path']), reverse=True)
-    return out
+    return newest_first(out)
 
 
 def pgpass_line(password):
@@ -1761,7 +1841,9 @@ class Runner:
         free = free_space(dest)
         needed = db_size or 0
         extension = backup_extension(params['engine'], fmt, compression)
-        name = render_name(params.get('name'), params['engine'], display_name(params), params.get('label'), utc_timestamp(), extension)
+        now = utc_now()  # one reading for the name and the manifest's created_at/created_ns
+        name = render_name(params.get('name'), params['engine'], display_name(params), params.get('label'), utc_timestamp(now),
+                           extension)
         final = os.path.join(dest, name)
         counter = 1
         while os.path.lexists(final) or os.path.lexists(manifest_path(final)):
@@ -1770,7 +1852,7 @@ class Runner:
         self.result.update(backup_path=final, estimated_size=db_size, free_space=free, space_ok=free >= needed)
         if free < needed:
             raise BackupError('not enough free space in %s: the database is %d bytes, %d bytes are free' % (dest, needed, free))
-        planned = existing + [dict(backup_path=final, created_at='9999')]
+        planned = existing + [dict(backup_path=final, created_ns=epoch_ns(now))]
         doomed = select_for_retention(planned, params.get('keep'), final)
         self.result['deleted'] = [m['backup_path'] for m in doomed]
         self.result['changed'] = True
@@ -1782,12 +1864,12 @@ class Runner:
         tmp = os.path.join(dest, '.%s.%s.tmp' % (name, token))
         tmp_manifest = os.path.join(dest, '.%s.%s.manifest.tmp' % (name, token))
         self.temporary += [tmp, tmp_manifest]
-        created_at = iso_now()
         dumped = engine.dump(tmp, count_rows=level == 'restore')
         manifest = build_manifest(
             params['engine'], display_name(params), source, params.get('label'), fmt, compression, os.path.basename(final),
-            dumped['size'], dumped['sha256'], version, tool_versions, db_size, created_at, dumped['checksum_method'],
-            files=dumped.get('files'), row_counts=dumped.get('row_counts'), extra=dumped.get('extra'))
+            dumped['size'], dumped['sha256'], version, tool_versions, db_size, iso_now(now), dumped['checksum_method'],
+            files=dumped.get('files'), row_counts=dumped.get('row_counts'), extra=dumped.get('extra'),
+            created_ns=epoch_ns(now))
         try:
             checks, counts = self.verify_backup(tmp, manifest, level, expected_counts=dumped.get('row_counts'), fresh=True)
         except BackupError as exc:

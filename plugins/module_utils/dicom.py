@@ -11,6 +11,10 @@ pynetdicom's ``AE.associate()`` never raises: a failed TCP connect, a TLS failur
 peer that drops the connection all end as an aborted association, with the cause only in its log.  To say
 *why* an echo failed, the engine records the socket exceptions itself (a recording socket and a recording
 TLS socket class) and watches the PDUs sent and received through pynetdicom's public event hooks.
+A received A-ASSOCIATE-RJ PDU decides the outcome on its own: on a rejection pynetdicom's DUL thread queues
+it and closes the socket (PS3.8 action AE-4); when a fast peer (Orthanc) gets that far before
+``AE.associate()`` has checked the socket, pynetdicom 3.0 finds it closed, aborts and never reads the queued
+rejection, so the association says aborted although the peer rejected it.
 The recording socket is plugged in by overriding ``AE._create_socket`` (pynetdicom 3.0), the one
 place where pynetdicom builds a requestor's socket.
 """
@@ -28,14 +32,14 @@ import traceback
 
 try:
     from pynetdicom import AE, evt
-    from pynetdicom.pdu import A_ABORT_RQ
+    from pynetdicom.pdu import A_ABORT_RQ, A_ASSOCIATE_RJ
     from pynetdicom.sop_class import Verification
     from pynetdicom.transport import AssociationSocket
 except ImportError:
     HAS_PYNETDICOM = False
     PYNETDICOM_IMPORT_ERROR = traceback.format_exc()
     AE = AssociationSocket = object
-    A_ABORT_RQ = evt = Verification = None
+    A_ABORT_RQ = A_ASSOCIATE_RJ = evt = Verification = None
 else:
     HAS_PYNETDICOM = True
     PYNETDICOM_IMPORT_ERROR = None
@@ -300,6 +304,7 @@ class _Trace:
         self.errors = []          # socket exceptions: (exception, tcp_connected)
         self.aborts_received = []  # (source, reason) of A-ABORT PDUs the peer sent
         self.aborts_sent = []      # (source, reason) of A-ABORT PDUs we sent
+        self.rejects = []          # (result, source, diagnostic) of A-ASSOCIATE-RJ PDUs the peer sent
 
     def record(self, exc, tcp_connected):
         self.errors.append((exc, tcp_connected))
@@ -308,6 +313,8 @@ class _Trace:
         pdu = event.pdu
         if isinstance(pdu, A_ABORT_RQ):
             self.aborts_received.append((pdu.source, pdu.reason_diagnostic))
+        elif isinstance(pdu, A_ASSOCIATE_RJ):
+            self.rejects.append((pdu.result, pdu.source, pdu.reason_diagnostic))
 
     def on_pdu_sent(self, event):
         pdu = event.pdu
@@ -531,6 +538,10 @@ class PeerEcho:
             rsp = assoc.acceptor.primitive
             return 'rejected', reject_reason(getattr(rsp, 'result', None), getattr(rsp, 'result_source', None),
                                              getattr(rsp, 'diagnostic', None))
+        if trace.rejects:
+            # Rejected, but the connection was closed before pynetdicom looked at it, so it aborted instead of
+            # reading the rejection (see the module docstring). The received PDU says what happened.
+            return 'rejected', reject_reason(*trace.rejects[0])
         rsp = assoc.acceptor.primitive
         if rsp is not None and getattr(rsp, 'result', None) == 0x00:
             results = [cx.result for cx in assoc.rejected_contexts if cx.abstract_syntax == Verification]

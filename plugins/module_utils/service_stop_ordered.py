@@ -374,6 +374,9 @@ class Supervisor:
 
 # ---------------------------------------------------------------- constants of the POSIX backends
 
+FIRST_PAUSE = 0.05  # seconds before the second look at a stopping or starting service
+QUICK_PAUSE = 0.1   # then a look every QUICK_PAUSE seconds during the first QUICK_FOR seconds
+QUICK_FOR = 3.0
 KILL_WAIT = 10.0
 SYSTEMD_DIR = '/run/systemd/system'
 INIT_D = '/etc/init.d'
@@ -864,11 +867,23 @@ def kill_all(ctx, svc):
     return done
 
 
+def pauses(interval, first=FIRST_PAUSE, quick=QUICK_PAUSE, quick_for=QUICK_FOR):
+    """The pauses between two looks at a service: ``first``, then ``quick`` seconds for the first ``quick_for``
+    seconds (most services stop or start within them, and each look is cheap), then doubling up to ``interval``."""
+    waited = 0.0
+    pause = min(first, interval)
+    while True:
+        yield pause
+        waited += pause
+        pause = min(pause * 2, interval if waited >= quick_for else min(quick, interval))
+
+
 def wait_until_gone(ctx, svc, deadline, interval):
     """Poll until nothing of ``svc`` is alive or ``deadline`` passes; returns what is still alive."""
     alive = what_is_alive(ctx, svc)
+    pause = pauses(interval)
     while alive and time.monotonic() < deadline:
-        time.sleep(min(interval, max(deadline - time.monotonic(), 0.01)))
+        time.sleep(min(next(pause), max(deadline - time.monotonic(), 0.01)))
         alive = what_is_alive(ctx, svc)
     return alive
 
@@ -912,8 +927,9 @@ def start_one(module, ctx, svc, entry):
         svc['_impl'].request_start(max(deadline - time.monotonic(), 0.1))
         missing = what_is_missing(ctx, svc)
         failed = None
+        pause = pauses(interval)
         while missing and time.monotonic() < deadline:
-            time.sleep(min(interval, max(deadline - time.monotonic(), 0.01)))
+            time.sleep(min(next(pause), max(deadline - time.monotonic(), 0.01)))
             missing = what_is_missing(ctx, svc)
             failed = svc['_impl'].start_failed() if missing else None
             if failed:

@@ -244,7 +244,8 @@ backup_path:
 manifest:
   description:
     - The backup's manifest, as written beside it - engine, database, source, label, format, compression, file, size,
-      sha256, checksum_method, server_version, tool_versions, database_size, created_at, verification (level, ok, checks,
+      sha256, checksum_method, server_version, tool_versions, database_size, created_at, created_ns (nanoseconds since
+      the epoch, which orders backups taken in the same second), verification (level, ok, checks,
       verified_at), row_counts (when counted), files (per-file size and sha256 of a V(directory) backup).
     - Empty in check mode.
   returned: always

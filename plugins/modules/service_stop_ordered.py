@@ -151,7 +151,9 @@ options:
     type: str
   poll_interval:
     description:
-      - Seconds between two looks at a stopping or starting service.
+      - The longest pause, in seconds, between two looks at a stopping or starting service. The module looks after
+        0.05 seconds, then every 0.1 seconds for 3 seconds, then doubles the pause up to this, so that a quick service
+        is seen at once and a slow one is not polled hard.
     type: float
     default: 0.5
   drain:

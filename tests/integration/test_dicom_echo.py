@@ -381,3 +381,23 @@ def test_module_stdout_is_only_json(tmp_path, peers):
     data = json.loads(proc.stdout)      # raises if anything but one JSON document is printed
     assert [r['outcome'] for r in data['results']] == ['refused', 'aborted', 'rejected']
     assert proc.stderr == ''
+
+
+def test_orthanc_rejection_is_never_reported_as_aborted(peers):
+    """Orthanc answers a wrong called AE title with A-ASSOCIATE-RJ so fast that pynetdicom 3.0 sometimes finds the
+    connection already closed and calls the association aborted; the module must still say rejected.
+
+    32 entries, all in flight at once (the module's MAX_WORKERS). Measured without the fix: 10 of 1280 echoes
+    aborted, 8 of 40 such tasks had one, so this catches a regression only sometimes; the deterministic check is
+    test_rejection_that_pynetdicom_calls_an_abort_is_rejected in tests/unit/plugins/module_utils/test_dicom.py.
+    """
+    peer = peers['orthanc']
+    count = 32
+    result = echo({'fail_on_error': False,
+                   'peers': [{'host': LOCALHOST, 'port': peer.port, 'called_aet': 'NOT-ORTHANC'}] * count})
+    assert not result.get('failed'), result
+    assert len(result['results']) == count
+    assert [(r['outcome'], r['reason']) for r in result['results']] == [
+        ('rejected', 'rejected-permanent by the called service-user: called AE title not recognised')] * count
+    assert result['failed_peers'] == ['NOT-ORTHANC@127.0.0.1:%d' % peer.port] * count
+    assert peer.alive()

@@ -1,7 +1,9 @@
 """Unit tests for db_backup's pure helpers and the table inventory added to database.py."""
 from __future__ import annotations
 
+import datetime
 import hashlib
+import itertools
 import json
 import os
 import sqlite3
@@ -151,6 +153,126 @@ def test_load_and_match_manifests(tmp_path):
     assert len(dbb.matching_manifests(found, 'postgresql', 'pmod')) == 4
     assert dbb.matching_manifests(found, 'mysql', 'pmod') == []
     assert dbb.load_manifests(str(tmp_path / 'missing')) == []
+
+
+# --- "newest": the manifest's creation time, then the name's -N suffix ------------------------------
+
+SECOND = '2025-03-01T10:00:00+00:00'
+SECOND_NS = 1740823200 * 10 ** 9
+
+
+def _old(name, created_at=SECOND, **fields):
+    """A manifest as written before ``created_ns`` existed: ``created_at`` to the second only."""
+    manifest = dict(backup_path='/b/' + name, file=name, engine='sqlite', source='/srv/app.db', label='pre',
+                    format='sqlite', compression='none', created_at=created_at)
+    manifest.update(fields)
+    return manifest
+
+
+def _newest_first_everywhere(manifests):
+    """The newest-first order as restore/label reuse (matching_manifests) and retention see it, for every input order."""
+    orders = set()
+    for ordering in itertools.permutations(manifests):
+        matched = dbb.matching_manifests(list(ordering), 'sqlite', '/srv/app.db', 'pre', label_required=True)
+        orders.add(tuple(m['file'] for m in matched))
+        # retention with keep=1 deletes every other backup, newest first (the protected one is not in the list)
+        doomed = dbb.select_for_retention(list(ordering), 1, '/b/just-taken.sqlite')
+        orders.add(tuple(m['file'] for m in doomed))
+    assert len(orders) == 1, orders
+    return list(orders.pop())
+
+
+@pytest.mark.parametrize('names', [
+    ['sqlite_app_pre_20250301T100000Z.sqlite', 'sqlite_app_pre_20250301T100000Z-2.sqlite'],
+    ['x_20250301T100000Z.sqlite.gz', 'x_20250301T100000Z-2.sqlite.gz', 'x_20250301T100000Z-3.sqlite.gz'],
+    ['x_TS.sqlite', 'x_TS-2.sqlite', 'x_TS-9.sqlite', 'x_TS-10.sqlite', 'x_TS-11.sqlite'],
+    ['pg.dir', 'pg-2.dir', 'pg-10.dir'],
+    # a name that itself ends in -<digits> (name template {label}, label v-3)
+    ['v-3.sqlite', 'v-3-2.sqlite', 'v-3-9.sqlite', 'v-3-10.sqlite'],
+])
+def test_same_second_old_manifests_newest_is_the_highest_suffix(names):
+    """Manifests with created_at to the second only: within one second, -2 is newer than none, -10 than -9."""
+    assert _newest_first_everywhere([_old(name) for name in names]) == names[::-1]
+
+
+def test_created_ns_orders_backups_of_one_second():
+    """created_ns decides within a second, whatever the names say; created_at decides across seconds."""
+    manifests = [
+        _old('b_TS.sqlite', created_ns=SECOND_NS + 200000000),
+        _old('a_TS.sqlite', created_ns=SECOND_NS + 700000000),
+        _old('c_TS-2.sqlite', created_ns=SECOND_NS + 100000000),
+        _old('c_TS.sqlite', created_ns=SECOND_NS + 600000000),
+        _old('z_TS.sqlite', created_at='2025-03-01T09:59:59+00:00', created_ns=(SECOND_NS - 10 ** 9) + 999999000),
+    ]
+    assert _newest_first_everywhere(manifests) == ['a_TS.sqlite', 'c_TS.sqlite', 'b_TS.sqlite', 'c_TS-2.sqlite',
+                                                   'z_TS.sqlite']
+
+
+def test_old_and_new_manifests_together():
+    """An old manifest (no created_ns) counts as the start of its second; the suffix breaks an exact tie."""
+    manifests = [
+        _old('x_TS.sqlite'),                                               # old, 10:00:00
+        _old('x_TS-2.sqlite', created_ns=SECOND_NS + 1000),               # new, 10:00:00.000001
+        _old('x_TS-3.sqlite'),                                             # old, 10:00:00 again
+        _old('y_TS.sqlite', created_at='2025-03-01T10:00:01+00:00'),      # old, the next second
+        _old('w_TS.sqlite', created_ns=SECOND_NS - 1),                     # new, the second before
+        _old('u_TS.sqlite', created_at=None),                              # no time at all: the oldest
+        _old('t_TS.sqlite', created_at='not a time'),                      # unreadable: as old as no time
+    ]
+    assert _newest_first_everywhere(manifests) == ['y_TS.sqlite', 'x_TS-2.sqlite', 'x_TS-3.sqlite', 'x_TS.sqlite',
+                                                   'w_TS.sqlite', 'u_TS.sqlite', 't_TS.sqlite']
+
+
+@pytest.mark.parametrize('fields, expected', [
+    (dict(created_at=SECOND), SECOND_NS),
+    (dict(created_at='2025-03-01T10:00:00Z'), SECOND_NS),
+    (dict(created_at='2025-03-01T11:00:00+01:00'), SECOND_NS),
+    (dict(created_at='2025-03-01T10:00:00'), SECOND_NS),  # naive: taken as UTC
+    (dict(created_at='2025-03-01T10:00:00.250000+00:00'), SECOND_NS + 250000000),
+    (dict(created_at='2025-03-01'), SECOND_NS - 10 * 3600 * 10 ** 9),
+    (dict(created_at=SECOND, created_ns=SECOND_NS + 5), SECOND_NS + 5),
+    (dict(created_at=SECOND, created_ns='1740823200000000005'), SECOND_NS),  # not an integer: created_at
+    (dict(created_at=SECOND, created_ns=True), SECOND_NS),
+    (dict(created_at='9999'), None),
+    (dict(created_at=''), None),
+    (dict(), None),
+])
+def test_manifest_created_ns(fields, expected):
+    assert dbb.manifest_created_ns(fields) == expected
+
+
+@pytest.mark.parametrize('name, expected', [
+    ('x_20250301T100000Z.dump', ('x_20250301T100000Z', 1)),
+    ('x_20250301T100000Z-2.dump', ('x_20250301T100000Z', 2)),
+    ('x_20250301T100000Z-10.sql.gz', ('x_20250301T100000Z', 10)),
+    ('x-12.tar.zst', ('x', 12)),
+    ('pre-4.2-3.dir', ('pre-4.2', 3)),
+    ('v-3.sqlite', ('v', 3)),
+    ('v-3-2.sqlite', ('v-3', 2)),
+    ('-2.dump', ('-2', 1)),
+    ('odd-name', ('odd-name', 1)),
+    ('odd-7', ('odd', 7)),
+])
+def test_name_counter(name, expected):
+    assert dbb.name_counter(name) == expected
+
+
+def test_new_manifests_record_created_ns_in_step_with_created_at(tmp_path):
+    moment = datetime.datetime(2025, 3, 1, 10, 0, 0, 123456, tzinfo=datetime.timezone.utc)
+    assert dbb.epoch_ns(moment) == SECOND_NS + 123456000
+    assert dbb.epoch_ns(moment.replace(tzinfo=None)) == SECOND_NS + 123456000
+    assert dbb.iso_now(moment) == SECOND and dbb.utc_timestamp(moment) == '20250301T100000Z'
+    manifest = dbb.build_manifest('sqlite', 'app', '/srv/app.db', None, 'sqlite', 'none', 'f.sqlite', 1, 'aa', '3', {}, 1,
+                                  dbb.iso_now(moment), 'stream', created_ns=dbb.epoch_ns(moment))
+    assert manifest['created_ns'] == SECOND_NS + 123456000 and manifest['created_at'] == SECOND
+    assert 'created_ns' not in dbb.build_manifest('sqlite', 'app', '/srv/app.db', None, 'sqlite', 'none', 'f.sqlite', 1,
+                                                  'aa', '3', {}, 1, SECOND, 'stream')
+    # through a file and load_manifests, as restore and label reuse read them
+    _write_manifest(str(tmp_path), 'a_TS.dump', created_at=SECOND, created_ns=SECOND_NS + 900)
+    _write_manifest(str(tmp_path), 'a_TS-2.dump', created_at=SECOND, created_ns=SECOND_NS + 500)
+    _write_manifest(str(tmp_path), 'a_TS-3.dump', created_at=SECOND)
+    found = dbb.matching_manifests(dbb.load_manifests(str(tmp_path)), 'postgresql', 'pmod')
+    assert [os.path.basename(m['backup_path']) for m in found] == ['a_TS.dump', 'a_TS-2.dump', 'a_TS-3.dump']
 
 
 def test_check_checksum_file_and_folder(tmp_path):

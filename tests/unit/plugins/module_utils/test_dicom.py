@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: clinops.upgrade contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Pure logic of plugins/module_utils/dicom.py: input checks, words for codes, statistics, retries."""
+"""plugins/module_utils/dicom.py: input checks, words for codes, statistics, retries, and how a rejected
+association is classified when pynetdicom reports it as aborted."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ import threading
 import time
 
 import pytest
+from pynetdicom import AE, evt
+from pynetdicom.association import Association
+from pynetdicom.pdu import A_ABORT_RQ, A_ASSOCIATE_RJ
+from pynetdicom.sop_class import Verification
 
 from ansible_collections.clinops.upgrade.plugins.module_utils import dicom
 
@@ -389,3 +394,110 @@ def test_failure_message_names_each_failed_peer():
     assert dicom.failure_message(results) == (
         '2 of 3 DICOM peers failed the C-ECHO: B@h2:4242 rejected (no); C@h3:11112 refused (closed)')
     assert dicom.failure_message(results[1:2]) == '1 of 1 DICOM peer failed the C-ECHO: B@h2:4242 rejected (no)'
+
+
+# --- a rejection that pynetdicom reports as an abort -------------------------------------------------------
+#
+# On an A-ASSOCIATE-RJ, pynetdicom's DUL thread queues the rejection and closes the socket (PS3.8 AE-4).
+# When that happens before AE.associate() has looked at the socket (a fast peer such as Orthanc), pynetdicom
+# finds it closed, aborts, and never reads the queued rejection: the association says is_aborted, not
+# is_rejected.  The received A-ASSOCIATE-RJ PDU must still make the outcome "rejected", with its reason.
+
+CALLED_AE_REJECT = 'rejected-permanent by the called service-user: called AE title not recognised'
+
+
+def _pdu(cls, data):
+    pdu = cls()
+    pdu.decode(data)
+    return pdu
+
+
+def _reject_pdu(result=1, source=1, diagnostic=7):
+    return _pdu(A_ASSOCIATE_RJ, bytes([0x03, 0, 0, 0, 0, 4, 0, result, source, diagnostic]))
+
+
+def _abort_pdu(source=0, reason=0):
+    return _pdu(A_ABORT_RQ, bytes([0x07, 0, 0, 0, 0, 4, 0, 0, source, reason]))
+
+
+def _aborted_association(echo):
+    """A requestor association in the state pynetdicom leaves it after the race: aborted, no answer kept."""
+    assoc = Association(echo.ae, 'requestor')
+    assoc.is_aborted = True
+    assert not assoc.is_rejected and assoc.acceptor.primitive is None
+    return assoc
+
+
+@pytest.mark.parametrize('then', ['connection closed', 'we sent an abort', 'peer sent an abort', 'socket error'])
+@pytest.mark.parametrize('tls', [None, {'verify': False}])
+def test_received_reject_is_rejected_whatever_follows(then, tls):
+    echo = dicom.PeerEcho(peer(port=4242, called_aet='WRONG', tls=tls))
+    assoc = _aborted_association(echo)
+    trace = dicom._Trace()  # pylint: disable=protected-access
+    trace.on_pdu_recv(evt.Event(assoc, evt.EVT_PDU_RECV, {'pdu': _reject_pdu()}))
+    if then == 'we sent an abort':
+        trace.on_pdu_sent(evt.Event(assoc, evt.EVT_PDU_SENT, {'pdu': _abort_pdu(source=2)}))
+    elif then == 'peer sent an abort':
+        trace.on_pdu_recv(evt.Event(assoc, evt.EVT_PDU_RECV, {'pdu': _abort_pdu()}))
+    elif then == 'socket error':
+        trace.record(ConnectionResetError(errno.ECONNRESET, 'Connection reset by peer'), True)
+    outcome, reason = echo._association_failure(assoc, trace, 0.01)  # pylint: disable=protected-access
+    assert (outcome, reason) == ('rejected', CALLED_AE_REJECT)
+
+
+def test_reject_reason_comes_from_the_received_pdu():
+    echo = dicom.PeerEcho(peer(port=4242))
+    assoc = _aborted_association(echo)
+    trace = dicom._Trace()  # pylint: disable=protected-access
+    trace.on_pdu_recv(evt.Event(assoc, evt.EVT_PDU_RECV, {'pdu': _reject_pdu(2, 3, 1)}))
+    assert trace.rejects == [(2, 3, 1)]
+    assert echo._association_failure(assoc, trace, 0.01) == (  # pylint: disable=protected-access
+        'rejected', 'rejected-transient by the service-provider (presentation): temporary congestion')
+
+
+def test_abort_without_reject_is_still_aborted():
+    echo = dicom.PeerEcho(peer(port=4242))
+    assoc = _aborted_association(echo)
+    trace = dicom._Trace()  # pylint: disable=protected-access
+    trace.on_pdu_recv(evt.Event(assoc, evt.EVT_PDU_RECV, {'pdu': _abort_pdu()}))
+    assert trace.rejects == []
+    assert echo._association_failure(assoc, trace, 0.01) == (  # pylint: disable=protected-access
+        'aborted', 'association aborted by the peer (service-user)')
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def test_rejection_that_pynetdicom_calls_an_abort_is_rejected():
+    """The race, forced: a real pynetdicom SCP rejects, and AE.associate() looks only after the socket closed."""
+    scp = AE(ae_title='UNITSCP')
+    scp.require_called_aet = True
+    scp.add_supported_context(Verification)
+    port = _free_port()
+    server = scp.start_server(('127.0.0.1', port), block=False)
+    try:
+        dicom.quiet_pynetdicom()
+        echo = dicom.PeerEcho(peer(port=port, called_aet='SOMEONE', connect_timeout=5, acse_timeout=5))
+        closed = threading.Event()
+        seen = {}
+        real_associate = echo.ae.associate
+
+        def associate(*args, **kwargs):
+            # EVT_REQUESTED runs in this thread just before pynetdicom checks the socket; hold it there until
+            # the DUL thread has received the A-ASSOCIATE-RJ and closed the connection (EVT_CONN_CLOSE).
+            handlers = list(kwargs.pop('evt_handlers')) + [(evt.EVT_CONN_CLOSE, lambda event: closed.set()),
+                                                           (evt.EVT_REQUESTED, lambda event: closed.wait(20))]
+            seen['assoc'] = real_associate(*args, evt_handlers=handlers, **kwargs)
+            return seen['assoc']
+
+        echo.ae.associate = associate
+        result = echo.once()
+    finally:
+        server.shutdown()
+    assert closed.is_set()
+    # pynetdicom itself missed the rejection: without the received PDU this would read "aborted"
+    assert seen['assoc'].is_aborted and not seen['assoc'].is_rejected
+    assert result == {'outcome': 'rejected', 'status': None, 'reason': CALLED_AE_REJECT, 'latency_ms': None}

@@ -10,6 +10,7 @@ statements the module sends and writes the file BACKUP DATABASE would write.
 """
 from __future__ import annotations
 
+import datetime
 import grp
 import inspect
 import json
@@ -173,6 +174,69 @@ def test_sqlite_restore_refuses_damaged_backup(tmp_path, sqlite_source):
     refused = run_module(dict(engine='sqlite', path=sqlite_source, backup=result['backup_path'], state='restored',
                               target_database=target))
     assert refused['failed'] and 'damaged' in refused['msg'] and not os.path.exists(target)
+
+
+class SameSecondClock:
+    """What db_backup sees as its ``datetime`` module, with a clock that stays within one second.
+
+    Every reading of ``datetime.datetime.now`` is 1 ms after the one before, all within 2025-03-01 10:00:00 UTC:
+    two runs "within the same second" on any machine, however slow, with the sub-second order of the real clock.
+    Everything else is the real ``datetime`` module.
+    """
+
+    def __init__(self):
+        self.readings = 0
+        clock = self
+
+        class Datetime(datetime.datetime):
+            @classmethod
+            def now(cls, tz=None):
+                clock.readings += 1
+                assert clock.readings < 1000, 'the clock would leave its second'
+                moment = datetime.datetime(2025, 3, 1, 10, 0, 0, clock.readings * 1000, tzinfo=datetime.timezone.utc)
+                return moment.astimezone(tz) if tz else moment.replace(tzinfo=None)
+
+        self.datetime = Datetime
+
+    def __getattr__(self, name):
+        return getattr(datetime, name)
+
+
+def test_two_backups_in_one_second_the_second_is_the_newest(tmp_path, sqlite_source, monkeypatch):
+    """Restore without backup= and retention take the -2 backup of a second as newer than the first one."""
+    monkeypatch.setattr(db_backup, 'datetime', SameSecondClock())
+    dest = str(tmp_path / 'dest')
+    args = dict(engine='sqlite', path=sqlite_source, dest=dest)
+    first = run_module(args)
+    conn = sqlite3.connect(sqlite_source)
+    conn.execute("UPDATE t SET v = 'changed after the first backup' WHERE id = 1")
+    conn.execute("INSERT INTO t (v) VALUES ('added after the first backup')")
+    conn.commit()
+    conn.close()
+    second = run_module(args)
+    assert first['changed'] and second['changed'], (first, second)
+    assert os.path.basename(first['backup_path']) == 'sqlite_app_20250301T100000Z.sqlite'
+    assert os.path.basename(second['backup_path']) == 'sqlite_app_20250301T100000Z-2.sqlite'
+    assert first['manifest']['created_at'] == second['manifest']['created_at'] == '2025-03-01T10:00:00+00:00'
+
+    target = str(tmp_path / 'restored.db')
+    restored = run_module(dict(args, state='restored', target_database=target))
+    assert restored.get('changed'), restored
+    assert restored['backup_path'] == second['backup_path'] and restored['row_counts'] == {'t': 501}
+    conn = sqlite3.connect(target)
+    try:
+        assert conn.execute('SELECT v FROM t WHERE id = 1').fetchone() == ('changed after the first backup',)
+    finally:
+        conn.close()
+
+    # retention, in the same second: keep=2 keeps the -3 just taken and the -2, and deletes the first
+    third = run_module(dict(args, keep=2))
+    assert os.path.basename(third['backup_path']) == 'sqlite_app_20250301T100000Z-3.sqlite'
+    assert third['deleted'] == [first['backup_path']]
+    assert sorted(os.listdir(dest)) == sorted(os.path.basename(r['backup_path']) + suffix for r in (second, third)
+                                              for suffix in ('', '.manifest.json'))
+    # the order comes from the manifests' sub-second creation time
+    assert first['manifest']['created_ns'] < second['manifest']['created_ns'] < third['manifest']['created_ns']
 
 
 FAKE_SQLCMD = textwrap.dedent('''\

@@ -608,3 +608,12 @@ def test_run_in_process_failures_reach_the_caller(script_server, tmp_path):
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_pauses_start_short_and_double_up_to_the_poll_interval():
+    pause = utils.pauses(0.5)
+    quick = [round(next(pause), 3) for dummy in range(31)]
+    assert quick == [0.05] + [0.1] * 30  # 3.05 s of quick looks
+    assert [round(next(pause), 3) for dummy in range(4)] == [0.2, 0.4, 0.5, 0.5]
+    pause = utils.pauses(0.02)
+    assert [next(pause) for dummy in range(3)] == [0.02, 0.02, 0.02]
