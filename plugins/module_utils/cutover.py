@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
+import stat
 import subprocess
+import tarfile
 import time
 import traceback
+import zipfile
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.clinops.upgrade.plugins.module_utils import db_backup as _db_backup
@@ -25,7 +29,8 @@ from ansible_collections.clinops.upgrade.plugins.module_utils import prefs as _p
 from ansible_collections.clinops.upgrade.plugins.module_utils import schema_update as _schema_update
 from ansible_collections.clinops.upgrade.plugins.module_utils import service_stop_ordered as _services
 
-STEPS = ('stop', 'backup', 'swap', 'prefs', 'migrate_offline', 'start', 'verify')
+STEPS = ('stage', 'stop', 'backup', 'swap', 'prefs', 'migrate_offline', 'start', 'verify', 'cleanup')
+DOWNTIME_STEPS = ('stop', 'backup', 'swap', 'prefs', 'migrate_offline', 'start', 'verify')
 CHECK_TYPES = ('command', 'tcp', 'dicom')
 _VALIDATOR_KEYS = ('mutually_exclusive', 'required_together', 'required_one_of', 'required_if', 'required_by')
 
@@ -118,6 +123,58 @@ def fsync_dir(path):
         os.close(fd)
 
 
+def _inside(base, name):
+    """The path of archive member ``name`` under ``base``, or None when it would leave ``base``."""
+    if not name or name.startswith('/') or '\0' in name:
+        return None
+    path = os.path.normpath(os.path.join(base, name))
+    return path if path == base or path.startswith(base.rstrip('/') + '/') else None
+
+
+def extract(archive, dest, only=None):
+    """Unpack a release (.tar, .tar.gz/.tgz/.tar.bz2/.tar.xz, or .zip) into ``dest``; only members under ``only`` when
+    given. Members that would leave ``dest`` (absolute, ``..``, links pointing out, devices) are refused, not skipped."""
+    dest = os.path.abspath(dest)
+    prefix = only.strip('/') + '/' if only else None
+
+    def wanted(name):
+        name = name.lstrip('./') if name.startswith('./') else name
+        return prefix is None or name == prefix.rstrip('/') or name.startswith(prefix)
+
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zipped:
+            members = [m for m in zipped.infolist() if wanted(m.filename)]
+            bad = [m.filename for m in members if _inside(dest, m.filename) is None]
+            if bad:
+                raise StepFailed('%s has members that would leave the staging folder: %s' % (archive, ', '.join(bad[:5])))
+            for member in members:
+                zipped.extract(member, dest)
+        return len(members)
+    try:
+        with tarfile.open(archive) as tar:
+            members = [m for m in tar.getmembers() if wanted(m.name)]
+            bad = []
+            for member in members:
+                target = _inside(dest, member.name)
+                if target is None or member.isdev() or not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+                    bad.append(member.name)
+                elif member.issym() and _inside(dest, os.path.join(os.path.dirname(member.name), member.linkname)) is None:
+                    bad.append('%s -> %s' % (member.name, member.linkname))
+                elif member.islnk() and _inside(dest, member.linkname) is None:
+                    bad.append('%s => %s' % (member.name, member.linkname))
+            if bad:
+                raise StepFailed('%s has members that would leave the staging folder: %s' % (archive, ', '.join(bad[:5])))
+            for member in members:
+                member.mode &= ~(stat.S_ISUID | stat.S_ISGID)
+                if hasattr(tarfile, 'data_filter'):
+                    tar.extract(member, dest, filter='data')
+                else:  # Python before 3.11.4: the checks above are the filter
+                    tar.extract(member, dest)  # nosec
+        return len(members)
+    except (tarfile.TarError, EOFError, zipfile.BadZipFile) as exc:
+        raise StepFailed('cannot unpack %s: %s' % (archive, exc)) from exc
+
+
 def check_problems(checks):
     """Input errors in the health checks, before anything is stopped."""
     errors = []
@@ -153,9 +210,15 @@ def validate_steps(module):
     errors = []
     if [s for s in STEPS if s in p['steps']] != list(p['steps']):
         errors.append('steps must keep the order %s' % ', '.join(STEPS))
-    for key in ('journal', 'install_root', 'staged'):
-        if not os.path.isabs(p[key]):
+    for key in ('journal', 'install_root', 'staged', 'artifact', 'staging_dir', 'old_artifact'):
+        if p.get(key) and not os.path.isabs(p[key]):
             errors.append('%s must be an absolute path, not %r' % (key, p[key]))
+    if 'stage' in p['steps'] and not (p.get('artifact') and p.get('staging_dir') and p.get('top_dir')):
+        errors.append('the step stage needs artifact, staging_dir and top_dir')
+    if 'cleanup' in p['steps'] and not p.get('staging_dir'):
+        errors.append('the step cleanup needs staging_dir')
+    if p.get('staging_dir') and os.path.normpath(p['staging_dir']) in (os.path.normpath(p['install_root']), '/'):
+        errors.append('staging_dir must be a folder of its own, beside the installation')
     if p['verify_wait'] < 0:
         errors.append('verify_wait must be 0 or more seconds')
     if not re.match(r'^[^/\0]+$', p['old_suffix'] or ''):
@@ -212,14 +275,51 @@ class Cutover:
         result = run_module(self.module, 'db_backup', _db_backup, dict(self.p['backup'], state='present'))
         return dict(backup_path=result.get('backup_path') or '')
 
+    @property
+    def staged(self):
+        return self.p.get('staged') or self.data.get('staged') or ''
+
+    def do_stage(self):
+        staging = self.p['staging_dir']
+        if os.path.islink(staging) or (os.path.exists(staging) and not os.path.isdir(staging)):
+            raise StepFailed('%s is not a folder; nothing was unpacked' % staging)
+        if os.path.isdir(staging):
+            shutil.rmtree(staging)  # what an interrupted staging left behind
+        os.makedirs(os.path.join(staging, 'defaults'), 0o750)
+        if not os.path.isfile(self.p['artifact']):
+            raise StepFailed('the release %s is missing' % self.p['artifact'])
+        extract(self.p['artifact'], staging)
+        staged = os.path.join(staging, self.p['top_dir'])
+        if not os.path.isdir(staged):
+            raise StepFailed('%s has no folder %s at its top' % (self.p['artifact'], self.p['top_dir']))
+        defaults = ''
+        old, old_top, defaults_dir = self.p.get('old_artifact'), self.p.get('old_top_dir'), self.p.get('defaults_dir')
+        if old and old_top and defaults_dir and os.path.isfile(old):
+            extract(old, os.path.join(staging, 'defaults'), only='%s/%s' % (old_top, defaults_dir.strip('/')))
+            defaults = os.path.join(staging, 'defaults', old_top)
+        return dict(staged=staged, defaults=defaults)
+
+    def do_cleanup(self):
+        staging = self.p['staging_dir']
+        if os.path.isdir(staging) and not os.path.islink(staging):
+            shutil.rmtree(staging)
+        root = self.p['install_root'].rstrip('/')
+        parent, base = os.path.split(root)
+        pattern = re.compile('^' + re.escape(base + self.p['old_suffix']) + '[0-9]{4}$')
+        olds = sorted(n for n in os.listdir(parent or '.') if pattern.match(n) and os.path.isdir(os.path.join(parent, n)))
+        removed = olds[:max(0, len(olds) - self.p['keep_old'])]
+        for name in removed:
+            shutil.rmtree(os.path.join(parent, name))
+        return dict(removed_old=[os.path.join(parent, n) for n in removed])
+
     def prepare_swap(self):
         root = self.p['install_root']
-        if read_version(root, self.p['version_file']) == self.p['target'] and not os.path.isdir(self.p['staged']):
+        if read_version(root, self.p['version_file']) == self.p['target'] and not os.path.isdir(self.staged):
             return {}
         return dict(old_dir=self.data.get('old_dir') or next_old_dir(root, self.p['old_suffix']))
 
     def do_swap(self):
-        root, staged = self.p['install_root'], self.p['staged']
+        root, staged = self.p['install_root'], self.staged
         old_dir = self.data.get('old_dir') or ''
         if read_version(root, self.p['version_file']) == self.p['target'] and not os.path.isdir(staged):
             return dict(old_dir=old_dir)  # done by an interrupted run
@@ -240,6 +340,8 @@ class Cutover:
         if not old_dir or not os.path.isdir(old_dir):
             raise StepFailed('the old installation (%r) is not there to carry the preferences from' % old_dir)
         params = dict(self.p['prefs'], src=old_dir, dest=self.p['install_root'])
+        if not params.get('defaults') and self.data.get('defaults'):
+            params['defaults'] = self.data['defaults']
         result = run_module(self.module, 'prefs_migrate', _prefs, params)
         return dict(prefs_dropped_keys=result.get('dropped_keys') or [])
 

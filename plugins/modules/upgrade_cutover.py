@@ -27,6 +27,8 @@ description:
   - On the first failure it stops, journals the step as failed and fails with the step's message; it does not roll
     back. The caller decides (the role M(clinops.upgrade.server_upgrade) puts the old installation back and restores
     the database when the schema was touched).
+  - Before the downtime it can also stage the release (V(stage)), and after it clean up (V(cleanup)), so that a client's
+    whole upgrade is one call.
   - POSIX hosts. On Windows the role runs the same steps one module at a time.
 author:
   - clinops.upgrade contributors (@clinops)
@@ -54,19 +56,50 @@ options:
     type: str
     required: true
   steps:
-    description: The steps to run, a subset of the default in the same order.
+    description:
+      - The steps to run, in this order. The default is the downtime of a server.
+      - V(stage) unpacks O(artifact) into O(staging_dir) (and the old release's O(defaults_dir) from O(old_artifact));
+        V(cleanup) removes O(staging_dir) and keeps the O(keep_old) newest old installations. A client runs
+        V(stage), V(swap), V(prefs), V(verify), V(cleanup) in one call.
     type: list
     elements: str
-    choices: [stop, backup, swap, prefs, migrate_offline, start, verify]
+    choices: [stage, stop, backup, swap, prefs, migrate_offline, start, verify, cleanup]
     default: [stop, backup, swap, prefs, migrate_offline, start, verify]
   install_root:
     description: The installation folder the services run from.
     type: path
     required: true
   staged:
-    description: The new release, unpacked beside the installation (same file system) before anything stopped.
+    description:
+      - The new release, unpacked beside the installation (same file system) before anything stopped.
+      - Default - the folder the V(stage) step recorded in the journal.
     type: path
-    required: true
+  artifact:
+    description: The release archive (tar, tar.gz, tar.bz2, tar.xz or zip) the V(stage) step unpacks.
+    type: path
+  staging_dir:
+    description:
+      - Folder beside the installation that V(stage) unpacks into (what an interrupted run left there is removed first)
+        and V(cleanup) removes.
+    type: path
+  top_dir:
+    description: The folder at the top of O(artifact) that becomes the installation.
+    type: str
+  old_artifact:
+    description: The installed version's release archive, whose pristine preferences tell site values from old defaults.
+    type: path
+  old_top_dir:
+    description: The folder at the top of O(old_artifact).
+    type: str
+  defaults_dir:
+    description:
+      - Folder of the preferences inside a release. V(stage) unpacks only that part of O(old_artifact); V(prefs) uses it
+        as C(defaults) unless O(prefs) sets one.
+    type: str
+  keep_old:
+    description: Old installations (C(<install_root><old_suffix>NNNN)) that V(cleanup) keeps, the newest ones.
+    type: int
+    default: 2
   version_file:
     description: File in the installation, relative to O(install_root), whose first line is the version.
     type: str
@@ -231,7 +264,7 @@ attempt:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.clinops.upgrade.plugins.module_utils.cutover import (
-    STEPS, Cutover, StepFailed, check_problems, validate_steps)
+    DOWNTIME_STEPS, STEPS, Cutover, StepFailed, check_problems, validate_steps)
 
 
 def main():
@@ -240,9 +273,16 @@ def main():
             journal=dict(type='path', required=True),
             run_id=dict(type='str', required=True),
             target=dict(type='str', required=True),
-            steps=dict(type='list', elements='str', choices=list(STEPS), default=list(STEPS)),
+            steps=dict(type='list', elements='str', choices=list(STEPS), default=list(DOWNTIME_STEPS)),
             install_root=dict(type='path', required=True),
-            staged=dict(type='path', required=True),
+            staged=dict(type='path'),
+            artifact=dict(type='path'),
+            staging_dir=dict(type='path'),
+            top_dir=dict(type='str'),
+            old_artifact=dict(type='path'),
+            old_top_dir=dict(type='str'),
+            defaults_dir=dict(type='str'),
+            keep_old=dict(type='int', default=2),
             version_file=dict(type='str', default='VERSION'),
             old_suffix=dict(type='str', default='_old'),
             services=dict(type='list', elements='dict', default=[]),

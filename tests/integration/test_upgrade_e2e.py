@@ -114,6 +114,25 @@ class Lab:
         return run_playbook(PLAYBOOK, inventory=self.inventory, check=check, env=ENV, timeout=1200, **kwargs)
 
 
+def descendants(pid):
+    """Every process below ``pid``, from /proc."""
+    children = {}
+    for name in os.listdir('/proc'):
+        if name.isdigit():
+            try:
+                with open('/proc/%s/stat' % name, encoding='ascii') as handle:
+                    ppid = int(handle.read().rsplit(')', 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def properties(path):
     with open(path, encoding='iso-8859-1') as handle:
         return dict(line.rstrip('\n').split('=', 1) for line in handle if '=' in line and not line.startswith('#'))
@@ -205,7 +224,15 @@ def test_killed_in_the_middle_of_the_server_upgrade_then_rerun_finishes(lab):
             time.sleep(0.2)
         assert proc.poll() is None, 'the playbook ended before the swap'
     finally:
+        # a crash of the controller: ansible-playbook and everything under it (its workers run in sessions of
+        # their own, and a module they run would otherwise finish its step and journal it)
+        tree = descendants(proc.pid)
         os.killpg(proc.pid, signal.SIGKILL)
+        for pid in tree:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         proc.wait()
     journal = lab.journal()
     assert journal[-1]['step'] != 'finish'

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import zipfile
 import sys
 
 import pytest
@@ -122,15 +123,15 @@ def entries(site):
 
 def test_all_steps_in_order_journaled_with_what_a_rollback_needs(site, fakes):
     result = run(args(site))
-    assert [s['step'] for s in result['steps']] == list(cutover.STEPS)
+    assert [s['step'] for s in result['steps']] == list(cutover.DOWNTIME_STEPS)
     assert result['changed'] is True
     ended = [(e['step'], e['result']) for e in entries(site) if e['result'] != 'started']
-    assert ended == [('begin', 'ok')] + [(s, 'ok') for s in cutover.STEPS]
+    assert ended == [('begin', 'ok')] + [(s, 'ok') for s in cutover.DOWNTIME_STEPS]
     data = result['attempt']['data']
     old = os.path.join(os.path.dirname(site['root']), 'PMOD_old0004')
     assert data['old_dir'] == old and data['previously_running'] == ['ds', 'ts']
     assert data['backup_path'].endswith('pre.sqlite') and data['schema_offline'] == ['4.3.2']
-    assert result['attempt']['done'] == list(cutover.STEPS) and result['attempt']['downtime_s'] is not None
+    assert result['attempt']['done'] == list(cutover.DOWNTIME_STEPS) and result['attempt']['downtime_s'] is not None
     # the swap really happened, numbered after the highest old folder kept
     assert open(os.path.join(site['root'], 'VERSION')).read().strip() == '4.4.0'
     assert open(os.path.join(old, 'VERSION')).read().strip() == '4.3.0'
@@ -171,7 +172,7 @@ def test_a_swap_interrupted_between_its_two_moves_is_finished(site, fakes):
 
 def test_nothing_to_do_when_every_step_is_done(site, fakes):
     jr = journal.Journal(site['journal'], '4.4.0', 'run1')
-    for step in cutover.STEPS:
+    for step in cutover.DOWNTIME_STEPS:
         jr.record(step, 'ok')
     result = run(args(site))
     assert result['changed'] is False and result['pending'] == []
@@ -209,7 +210,7 @@ def test_swap_refuses_when_both_folders_exist(site, fakes):
 def test_check_mode_predicts_and_touches_nothing(site, fakes):
     before = open(site['journal']).read()
     result = run(dict(args(site), _ansible_check_mode=True))
-    assert result['changed'] is True and result['pending'] == list(cutover.STEPS)
+    assert result['changed'] is True and result['pending'] == list(cutover.DOWNTIME_STEPS)
     assert open(site['journal']).read() == before
     assert not any(f.calls for f in fakes.values())
     assert os.path.isdir(site['staged'])
@@ -241,7 +242,7 @@ def test_optional_steps_are_journaled_as_skipped(site, fakes):
     result = run(args(site, backup=None, prefs=None, migrate=None))
     assert [(s['step'], s['result']) for s in result['steps']][1] == ('backup', 'skipped')
     assert [s['result'] for s in result['steps']].count('skipped') == 3
-    assert result['attempt']['done'] == list(cutover.STEPS)
+    assert result['attempt']['done'] == list(cutover.DOWNTIME_STEPS)
 
 
 def test_a_vendor_tool_migration_gets_no_phase(site, fakes):
@@ -349,3 +350,79 @@ def test_a_client_without_services_swaps_carries_and_verifies(site, fakes):
     assert fakes['services'].calls == [] and len(fakes['prefs'].calls) == 1
     result = run(args(site, services=[]), FailJson)
     assert 'services must list' in result['msg']
+
+
+def make_tar(path, top, files, extra=()):
+    import io
+    import tarfile
+    with tarfile.open(path, 'w:gz') as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo('%s/%s' % (top, name))
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for info in extra:
+            tar.addfile(info, io.BytesIO(b'x' * info.size) if info.isfile() else None)
+    return path
+
+
+def client_args(site, **extra):
+    out = dict(args(site, services=[], backup=None, migrate=None, staged=None,
+                    steps=['stage', 'swap', 'prefs', 'verify', 'cleanup']),
+               artifact=make_tar(str(site['tmp'] / 'new.tar.gz'), 'pmod-4.4.0',
+                                 {'VERSION': b'4.4.0\n', 'properties/Config.properties': b'a=2\n'}),
+               old_artifact=make_tar(str(site['tmp'] / 'old.tar.gz'), 'pmod-4.3.0',
+                                     {'VERSION': b'4.3.0\n', 'properties/Config.properties': b'a=1\n', 'bin/big': b'x' * 100}),
+               staging_dir=site['root'] + '_staging', top_dir='pmod-4.4.0', old_top_dir='pmod-4.3.0',
+               defaults_dir='properties', keep_old=1)
+    out.update(extra)
+    return out
+
+
+def test_a_client_stages_swaps_and_cleans_up_in_one_call(site, fakes):
+    staging = site['root'] + '_staging'
+    os.makedirs(os.path.join(staging, 'leftover'))  # what an interrupted run left
+    result = run(client_args(site))
+    assert [s['step'] for s in result['steps']] == ['stage', 'swap', 'prefs', 'verify', 'cleanup']
+    assert open(os.path.join(site['root'], 'VERSION')).read() == '4.4.0\n'
+    data = result['attempt']['data']
+    assert data['staged'] == os.path.join(staging, 'pmod-4.4.0')
+    assert data['defaults'] == os.path.join(staging, 'defaults', 'pmod-4.3.0')
+    # the defaults of the old release: only its properties were unpacked, and prefs_migrate got them
+    assert fakes['prefs'].calls[0]['defaults'] == data['defaults']
+    assert not os.path.exists(staging)
+    # keep_old 1: the old PMOD_old0003 goes, the one this run made stays
+    parent = os.path.dirname(site['root'])
+    assert sorted(n for n in os.listdir(parent) if '_old' in n) == ['PMOD_old0004']
+    assert data['removed_old'] == [os.path.join(parent, 'PMOD_old0003')]
+
+
+def test_stage_refuses_an_archive_that_escapes_its_folder(site, fakes):
+    import tarfile
+    evil = tarfile.TarInfo('../../evil')
+    evil.size = 1
+    link = tarfile.TarInfo('pmod-4.4.0/lib')
+    link.type, link.linkname = tarfile.SYMTYPE, '../../../etc'
+    for extra in ([evil], [link]):
+        bad = make_tar(str(site['tmp'] / 'bad.tar.gz'), 'pmod-4.4.0', {'VERSION': b'4.4.0\n'}, extra)
+        result = run(client_args(site, artifact=bad, steps=['stage']), FailJson)
+        assert result['failed_step'] == 'stage' and 'would leave the staging folder' in result['msg']
+        assert not os.path.exists(str(site['tmp'] / 'evil'))
+        assert open(os.path.join(site['root'], 'VERSION')).read().strip() == '4.3.0'
+
+
+def test_stage_unpacks_a_zip_and_says_when_the_top_folder_is_missing(site, fakes):
+    path = str(site['tmp'] / 'rel.zip')
+    with zipfile.ZipFile(path, 'w') as zipped:
+        zipped.writestr('pmod-4.4.0/VERSION', '4.4.0\n')
+    result = run(client_args(site, artifact=path, top_dir='other', steps=['stage']), FailJson)
+    assert 'has no folder other' in result['msg']
+    result = run(client_args(site, artifact=path, steps=['stage']))  # the failed step runs again
+    assert result['attempt']['data']['staged'].endswith('pmod-4.4.0')
+    assert os.path.isfile(os.path.join(result['attempt']['data']['staged'], 'VERSION'))
+
+
+def test_stage_and_cleanup_need_their_options(site, fakes):
+    result = run(args(site, steps=['stage', 'stop']), FailJson)
+    assert 'stage needs artifact, staging_dir and top_dir' in result['msg']
+    result = run(client_args(site, staging_dir=site['root']), FailJson)
+    assert 'staging_dir must be a folder of its own' in result['msg']
