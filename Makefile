@@ -25,7 +25,7 @@ sanity: setup
 	bash tools/ansible-test.sh sanity --requirements
 
 lint: setup
-	$(VENV)/bin/ansible-lint --offline
+	ANSIBLE_VAULT_PASSWORD_FILE=$(CURDIR)/inventories/example-vault-password.txt $(VENV)/bin/ansible-lint --offline
 	$(VENV)/bin/antsibull-changelog lint
 
 units: setup
