@@ -50,14 +50,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-# pylint: disable=wrong-import-position,import-error
-import labkit  # noqa: E402
-from labkit import ORTHANC, missing_prerequisites, postgres_state, read_properties  # noqa: E402,F401
-from pmod.build import NEW_VERSION, OLD_VERSION, make_release, sample_rows  # noqa: E402,F401
-# pylint: enable=wrong-import-position,import-error
+import labkit  # noqa: E402  pylint: disable=wrong-import-position,import-error
+from pmod import build as pmod_build  # noqa: E402  pylint: disable=wrong-import-position,import-error
 
-# (the names imported above and not used here are this module's API for the tests and the benchmark:
-#  build_lab.NEW_VERSION, make_release, sample_rows, read_properties, ORTHANC, missing_prerequisites)
+# this module's API for the tests and the benchmark (the default product's releases and rows, the variants' parts)
+OLD_VERSION, NEW_VERSION = pmod_build.OLD_VERSION, pmod_build.NEW_VERSION
+make_release = pmod_build.make_release
+sample_rows = pmod_build.sample_rows
+ORTHANC = labkit.ORTHANC
+read_properties = labkit.read_properties
+missing_prerequisites = labkit.missing_prerequisites
+postgres_state = labkit.postgres_state
+
 REPO = os.path.dirname(HERE)
 DEFAULT_ROOT = os.environ.get('CLINOPS_LAB', '/tmp/clinops-lab')
 PYTHON = sys.executable
