@@ -189,13 +189,15 @@ def reap(pid, block=False):
 
 
 def _signal(pid, sig, group):
+    """Send ``sig`` to ``pid`` (``group``: to its process group); False when it is already gone."""
     try:
         if group:
             os.killpg(pid, sig)
         else:
             os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def stop(pid, sig=signal.SIGTERM, timeout=30.0, group=False, check=None):
@@ -212,8 +214,7 @@ def stop_many(pid_list, sig=signal.SIGTERM, timeout=30.0, group=False, check=Non
     check = check or (lambda pid: True)
     signalled = []
     for pid in pid_list:
-        if alive(pid) and check(pid):
-            _signal(pid, sig, group)
+        if alive(pid) and check(pid) and _signal(pid, sig, group):
             signalled.append(pid)
         else:
             reap(pid)
