@@ -25,13 +25,15 @@ import json
 import os
 import shlex
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+import procs  # noqa: E402  pylint: disable=wrong-import-position,import-error
+
 REPO = os.path.dirname(HERE)
 SSHD = '/usr/sbin/sshd'
 SSH = shutil.which('ssh', path='/usr/bin:/bin') or '/usr/bin/ssh'
@@ -40,7 +42,6 @@ UNSHARE = shutil.which('unshare', path='/usr/bin:/bin') or '/usr/bin/unshare'
 SUN_PATH_MAX = 107          # sizeof(sockaddr_un.sun_path) - 1
 MUX_SUFFIX = 17             # ssh binds the master socket as "<ControlPath>.<16 random chars>" first
 START_TIMEOUT = 30
-_CHILDREN = {}              # PID -> Popen of the sshd this process started (reaped by disable)
 
 # The interpreter on the "hosts": /usr/bin/python3 (Debian's) cannot import pynetdicom, which the
 # dicom_echo module needs (checked with `/usr/bin/python3 -c 'import pynetdicom'`), so the hosts use the
@@ -110,12 +111,6 @@ def control_path(root):
     return os.path.join(control_dir(root), 'cm-%C')
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 def read_inventory(path):
     """The lab's inventory: a comment line, then JSON."""
     with open(path, encoding='utf-8') as handle:
@@ -156,62 +151,15 @@ def _keygen(path, comment):
         return handle.read().split()[:2]       # [type, base64 key]
 
 
-def _tail(path, lines=30):
-    try:
-        with open(path, encoding='utf-8', errors='replace') as handle:
-            return ''.join(handle.readlines()[-lines:])
-    except OSError as exc:
-        return '(no log: %s)' % exc
-
-
 # ---------------------------------------------------------------- processes (by PID, verified)
 
-def _cmdline(pid):
-    try:
-        with open('/proc/%d/cmdline' % pid, 'rb') as handle:
-            return handle.read().replace(b'\0', b' ').decode('utf-8', 'replace').strip()
-    except OSError:
-        return ''
-
-
-def _exe(pid):
-    try:
-        return os.readlink('/proc/%d/exe' % pid)
-    except OSError:
-        return ''
-
-
-def _ppid(pid):
-    try:
-        with open('/proc/%d/stat' % pid, encoding='utf-8', errors='replace') as handle:
-            return int(handle.read().rsplit(')', 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def alive(pid):
-    """True while ``pid`` runs (a zombie counts as ended)."""
-    try:
-        with open('/proc/%d/stat' % pid, encoding='utf-8', errors='replace') as handle:
-            return handle.read().rsplit(')', 1)[1].split()[0] != 'Z'
-    except (OSError, IndexError):
-        return False
-
-
-def _pids():
-    return [int(name) for name in os.listdir('/proc') if name.isdigit()]
-
-
-def _descendants(pid):
-    children = {}
-    for other in _pids():
-        children.setdefault(_ppid(other), []).append(other)
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
+free_port = procs.free_port
+alive = procs.alive                 # the tests ask ssh_hosts.alive and ssh_hosts._descendants
+_descendants = procs.descendants
+_cmdline = procs.cmdline
+_exe = procs.exe
+_pids = procs.pids
+_tail = procs.tail
 
 
 def _is_lab_sshd(pid, config):
@@ -232,45 +180,9 @@ def _is_lab_ssh_client(pid, prefixes):
     return any(prefix in line for prefix in prefixes)
 
 
-def _reap(pid, block=False):
-    """Collect the exit status of a child of this process (an sshd started here), so it leaves no zombie."""
-    proc = _CHILDREN.get(pid)
-    if proc is not None:
-        returncode = proc.wait() if block else proc.poll()
-        if returncode is not None:
-            del _CHILDREN[pid]
-        return
-    try:
-        os.waitpid(pid, 0 if block else os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
 def _stop(pids, check, timeout=15):
     """SIGTERM every PID that still passes ``check``, wait, SIGKILL the rest; return the PIDs signalled."""
-    signalled = []
-    for pid in pids:
-        if alive(pid) and check(pid):
-            try:
-                os.kill(pid, signal.SIGTERM)
-                signalled.append(pid)
-            except ProcessLookupError:
-                pass
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(alive(pid) for pid in signalled):
-        for pid in signalled:
-            _reap(pid)
-        time.sleep(0.05)
-    for pid in signalled:
-        if alive(pid) and check(pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    for pid in signalled:
-        if pid in _CHILDREN or not alive(pid):
-            _reap(pid, block=True)
-    return signalled
+    return procs.stop_many(pids, timeout=timeout, check=check)
 
 
 # ---------------------------------------------------------------- enable
@@ -295,37 +207,14 @@ def ssh_command(root, port, *command, master=False):
 
 
 def _start_sshd(config, log):
-    with open(log, 'ab') as out:
-        proc = subprocess.Popen(  # pylint: disable=consider-using-with
-            in_namespace(SSHD, '-D', '-f', config, '-E', log),
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, close_fds=True,
-            start_new_session=True, env={'PATH': '/usr/sbin:/usr/bin:/sbin:/bin', 'LANG': 'C.UTF-8'})
-    _CHILDREN[proc.pid] = proc
-    return proc.pid
-
-
-def _listening(port):
-    """127.0.0.1:port is in LISTEN state (read from /proc/net/tcp: no probe connection in sshd's log)."""
-    wanted = '0100007F:%04X' % port
-    try:
-        with open('/proc/net/tcp', encoding='ascii') as handle:
-            return any(f[1] == wanted and f[3] == '0A' for f in (line.split() for line in handle) if len(f) > 3)
-    except OSError:
-        return False
+    return procs.start(in_namespace(SSHD, '-D', '-f', config, '-E', log), log, append=True,
+                       env={'PATH': '/usr/sbin:/usr/bin:/sbin:/bin', 'LANG': 'C.UTF-8'}).pid
 
 
 def _wait_listening(host, pid, port, log):
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if not alive(pid):
-            _reap(pid)
-            raise RuntimeError('sshd for %s (PID %d) ended before it listened on 127.0.0.1:%d; its log:\n%s'
-                               % (host, pid, port, _tail(log)))
-        if _listening(port):
-            return
-        time.sleep(0.05)
-    raise RuntimeError('sshd for %s (PID %d) did not listen on 127.0.0.1:%d within %d s; its log:\n%s'
-                       % (host, pid, port, START_TIMEOUT, _tail(log)))
+    # LISTEN state read from /proc/net/tcp: no probe connection in sshd's log
+    procs.wait_until(lambda: procs.listening(port), 'sshd for %s (PID %d) on 127.0.0.1:%d' % (host, pid, port),
+                     timeout=START_TIMEOUT, pid=pid, log=log, interval=0.05)
 
 
 def enable(root, inventory=None):

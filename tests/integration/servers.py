@@ -10,56 +10,25 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
+import sys
 import tempfile
 import time
 
+# the one copy of the process control (start, wait until ready, stop by PID) lives in lab/procs.py
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'lab'))
+
+import procs  # noqa: E402  pylint: disable=wrong-import-position,import-error
+
 PASSWORD = 'Clinops-test-pw1'
 
-
-def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
-def wait_port(port, timeout=60.0, host='127.0.0.1', proc=None, log=None):
-    """Wait until ``port`` accepts connections; fail with the server log when it never does."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            break
-        try:
-            with socket.create_connection((host, port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    text = ''
-    if log and os.path.exists(log):
-        with open(log, encoding='utf-8', errors='replace') as handle:
-            text = handle.read()[-3000:]
-    raise RuntimeError('server on port %s did not start: %s' % (port, text))
+free_port = procs.free_port
+wait_port = procs.wait_port
 
 
 def stop_pid(pid, sig=signal.SIGTERM, timeout=30.0):
-    """Signal ``pid`` and wait until it is gone; SIGKILL it after ``timeout``."""
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            done, _status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return
-        except ChildProcessError:
-            if not os.path.exists('/proc/%d' % pid):
-                return
-        time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
+    """Signal ``pid`` and wait until it is gone; SIGKILL it after ``timeout``; reap it."""
+    procs.stop(pid, sig, timeout=timeout)
 
 
 def _chown_tree(path, user):
@@ -121,15 +90,14 @@ class PostgresServer(_Server):
         self.socket_dir = os.path.join(self.base, 'run')
         os.mkdir(self.socket_dir)
         _chown_tree(self.socket_dir, self.user)
-        with open(self.log, 'w', encoding='utf-8') as log:
-            # Started as the postgres user directly (not through runuser), so that the PID we keep
-            # is the postmaster's own and stop() signals the server itself.
-            as_user = dict(user=self.user, group=self.user, extra_groups=[]) if os.geteuid() == 0 else {}
-            self.proc = subprocess.Popen([
-                os.path.join(self.bindir, 'postgres'), '-D', data, '-p', str(self.port),
-                '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=%s' % self.socket_dir,
-                '-c', 'fsync=off', '-c', 'max_connections=100'],
-                stdout=log, stderr=subprocess.STDOUT, cwd=self.base, **as_user)
+        # Started as the postgres user directly (not through runuser), so that the PID we keep
+        # is the postmaster's own and stop() signals the server itself.
+        as_user = dict(user=self.user, group=self.user, extra_groups=[]) if os.geteuid() == 0 else {}
+        self.proc = procs.start([
+            os.path.join(self.bindir, 'postgres'), '-D', data, '-p', str(self.port),
+            '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=%s' % self.socket_dir,
+            '-c', 'fsync=off', '-c', 'max_connections=100'],
+            self.log, new_session=False, cwd=self.base, **as_user)
         wait_port(self.port, proc=self.proc, log=self.log)
         for dummy in range(100):
             ready = subprocess.run(['pg_isready', '-h', '127.0.0.1', '-p', str(self.port)], capture_output=True, check=False)
@@ -165,13 +133,12 @@ class MariaDBServer(_Server):
         subprocess.run(['mariadb-install-db', '--no-defaults', '--user=%s' % self.user, '--datadir=%s' % self.datadir,
                         '--auth-root-authentication-method=socket', '--skip-test-db'],
                        check=True, capture_output=True)
-        with open(self.log, 'w', encoding='utf-8') as log:
-            self.proc = subprocess.Popen([
-                '/usr/sbin/mariadbd', '--no-defaults', '--user=%s' % self.user, '--datadir=%s' % self.datadir,
-                '--socket=%s' % self.socket, '--port=%d' % self.port, '--bind-address=127.0.0.1',
-                '--pid-file=%s' % os.path.join(self.base, 'mysqld.pid'), '--skip-log-bin',
-                '--innodb-flush-log-at-trx-commit=2', '--innodb-buffer-pool-size=128M'],
-                stdout=log, stderr=subprocess.STDOUT)
+        self.proc = procs.start([
+            '/usr/sbin/mariadbd', '--no-defaults', '--user=%s' % self.user, '--datadir=%s' % self.datadir,
+            '--socket=%s' % self.socket, '--port=%d' % self.port, '--bind-address=127.0.0.1',
+            '--pid-file=%s' % os.path.join(self.base, 'mysqld.pid'), '--skip-log-bin',
+            '--innodb-flush-log-at-trx-commit=2', '--innodb-buffer-pool-size=128M'],
+            self.log, new_session=False)
         wait_port(self.port, proc=self.proc, log=self.log)
         self.root_sql(
             "CREATE USER 'clinops'@'127.0.0.1' IDENTIFIED BY '%s';"
@@ -224,8 +191,7 @@ class FirebirdServer(_Server):
         subprocess.run(['isql-fb', '-user', 'SYSDBA', os.path.join(root, 'security3.fdb')],
                        input="create or alter user SYSDBA password '%s' using plugin Srp; commit;\n" % PASSWORD,
                        text=True, env=self.env, check=True, capture_output=True)
-        with open(self.log, 'w', encoding='utf-8') as log:
-            self.proc = subprocess.Popen(['/usr/sbin/firebird'], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = procs.start(['/usr/sbin/firebird'], self.log, new_session=False, env=self.env)
         wait_port(self.port, proc=self.proc, log=self.log)
 
     def path(self, name):
