@@ -73,7 +73,7 @@ def _identity(items):
 
 def _merge_list(base, override, where, problems):
     key = _identity(base)
-    if key is None or not all(isinstance(item, dict) and key in item for item in override):
+    if key is None or not override or not all(isinstance(item, dict) and key in item for item in override):
         return _copy(override)
     merged = [_copy(item) for item in base]
     for index, item in enumerate(override):
@@ -97,7 +97,8 @@ def merge(base, override, where='', problems=None):
 
     A list whose items are all dicts with ``name`` (services, checks), ``path`` (preference items) or ``dest``
     (start scripts) is merged entry by entry: an override entry with a known name is merged into it, a new name is
-    appended, and ``{name: x, state: absent}`` removes ``x``.  Other lists (argv, restart_after_verify) are replaced.
+    appended, and ``{name: x, state: absent}`` removes ``x``.  An empty list, a list of other items, and other lists
+    (argv, restart_after_verify) replace the list.
     ``problems`` collects removals of entries that do not exist.
     """
     if problems is None:
