@@ -10,17 +10,18 @@ DOCUMENTATION = r"""
 ---
 module: upgrade_profile
 short_description: Check a product profile against the collection's schema before any host is touched
-version_added: 0.2.0
+version_added: 0.1.0
 description:
-  - Reads a product profile (a shipped one by O(name), or O(file)), merges the site's O(overrides) into it and checks
+  - >-
+    Reads a product profile (a shipped one by O(name), or O(file)), merges the site's O(overrides) into it and checks
     the result against C(profiles/schema.json) of the collection. Every problem is reported at once, each with its
     path in the profile, for example C(services[2].backend: 'sytemd' is not one of auto, systemd, ...) or
     C(database.backup_befor: unknown key; did you mean backup_before?).
   - Overrides merge like this - mappings deep-merged; lists of named things (items with C(name), such as C(services) and
     C(health_checks); with C(path), such as preference items; with C(dest), such as C(start_scripts)) merged entry by
-    entry, new entries appended; an entry C({name: x, state: absent}) removes C(x); other lists replaced.
+    entry, new entries appended; an entry with C(state=absent) removes the entry of that name; other lists replaced.
   - Values that are Jinja templates are checked for their keys here and for their type by the module that receives them.
-  - A profile with C(status: draft) is refused unless O(accept_draft=true).
+  - A profile whose C(status) is C(draft) is refused unless O(accept_draft=true).
   - Runs on the controller only and never contacts the host; the role C(clinops.upgrade.upgrade) calls it before it
     loads the profile.
   - Returns the profile's name and status, never its values (overrides arrive templated and may carry secrets).
@@ -106,7 +107,7 @@ schema_keys:
   type: int
   sample: 95
 problems:
-  description: Every problem found, each C(path: message).
+  description: Every problem found, each the path in the profile, a colon and what is wrong.
   returned: failure
   type: list
   elements: str

@@ -101,7 +101,7 @@ BROKEN = [
 ]
 
 
-@pytest.mark.parametrize('changes, expected', [(c, e) for _, c, e in BROKEN], ids=[b[0] for b in BROKEN])
+@pytest.mark.parametrize('changes, expected', [(case[1], case[2]) for case in BROKEN], ids=[b[0] for b in BROKEN])
 def test_broken_profile_gets_exact_messages(changes, expected):
     assert P.validate(broken(**changes), SCHEMA) == expected
 
@@ -252,7 +252,7 @@ def test_format_path(parts, expected):
 
 
 def test_schema_keys_walks_lists_of_mappings():
-    paths = [path for path, _ in P.schema_keys(SCHEMA)]
+    paths = [key[0] for key in P.schema_keys(SCHEMA)]
     assert 'services[].backend' in paths
     assert 'health_checks.server[].called_aet' in paths
     assert 'database.connection.login_password' in paths
