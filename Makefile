@@ -8,7 +8,7 @@ export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := true
 export PYTHONDONTWRITEBYTECODE := 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup test lint sanity units integration molecule bench demo changelog clean
+.PHONY: setup test lint sanity units integration molecule bench demo changelog docs clean
 
 setup:
 	bash tools/setup.sh
@@ -45,6 +45,10 @@ molecule: setup
 
 bench: setup
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+## docs: rewrite the key table of docs/PROFILES.md from profiles/schema.json (a test fails when they differ).
+docs:
+	$(PY) tools/profile_docs.py
 
 changelog: setup
 	$(VENV)/bin/antsibull-changelog release
