@@ -26,6 +26,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, 'lab'))
 
 import build_lab  # noqa: E402  pylint: disable=wrong-import-position,import-error
+import labkit  # noqa: E402  pylint: disable=wrong-import-position,import-error
+import procs  # noqa: E402  pylint: disable=wrong-import-position,import-error
 from harness import run_playbook  # noqa: E402  pylint: disable=wrong-import-position
 
 PROFILE = os.path.join(HERE, 'files', 'archive.yml')
@@ -89,7 +91,7 @@ class Site:
             tar.extractall(os.path.dirname(self.install), filter='data')
         os.rename(os.path.join(os.path.dirname(self.install), 'archive-%s' % OLD), self.install)
         release(root, NEW)
-        self.port = build_lab.free_port()
+        self.port = procs.free_port()
         self.config_path = os.path.join(self.install, 'config', 'orthanc.json')
         site = dict(CONFIG[OLD], Name='Archive of the radiology department', DicomAet=SITE_AET, DicomPort=self.port,
                     StorageDirectory=os.path.join(self.base, 'orthanc', 'storage'),
@@ -97,18 +99,11 @@ class Site:
                     TemporaryDirectory=os.path.join(self.base, 'orthanc', 'tmp'))
         with open(self.config_path, 'w', encoding='utf-8') as handle:
             json.dump(site, handle, indent=2)
-        self.pg = build_lab.start_postgres(root)
+        self.pg = labkit.start_postgres(root)
         self.password = secrets.token_urlsafe(18)
-        build_lab.make_pg_database(self.pg, 'archive', self.password, rows=50)
-        sup = os.path.join(self.base, 'supervisor')
-        sock = build_lab.socket_path(sup)
-        self.supervisor_config = os.path.join(sup, 'supervisord.conf')
-        with open(self.supervisor_config, 'w', encoding='utf-8') as handle:
-            handle.write(build_lab.SUPERVISOR_CONF.format(sock=sock, sup=sup, logs=os.path.join(self.base, 'logs')))
-            handle.write(build_lab.PROGRAM.format(name='archive-orthanc', command='%s %s' % (build_lab.ORTHANC, self.config_path),
-                                                  logs=os.path.join(self.base, 'logs')))
-        build_lab.start_supervisord(self.supervisor_config, sock)
-        build_lab.wait_port(self.port)
+        build_lab.product_builder('pmod').make_pg_database(self.pg, 'archive', self.password, rows=50)
+        self.supervisor_config = labkit.supervise(self.base, [('archive-orthanc', '%s %s' % (labkit.ORTHANC, self.config_path))])
+        procs.wait_port(self.port, log=os.path.join(self.base, 'logs', 'archive-orthanc.log'))
         self.inventory = os.path.join(root, 'inventory', 'hosts.yml')
         os.makedirs(os.path.dirname(self.inventory))
         inventory = {'all': {'vars': {
@@ -119,7 +114,7 @@ class Site:
             'upgrade_install_root': self.install, 'upgrade_state_dir': os.path.join(self.base, 'state'),
             'upgrade_backup_dir': os.path.join(self.base, 'backups'), 'upgrade_supervisor_config': self.supervisor_config,
             'archive_dicom_port': self.port, 'archive_aet': SITE_AET, 'archive_db_name': 'archive',
-            'archive_db_host': self.pg['host'], 'archive_db_port': self.pg['port'], 'archive_db_user': build_lab.PG_ROLE,
+            'archive_db_host': self.pg['host'], 'archive_db_port': self.pg['port'], 'archive_db_user': build_lab.product_builder('pmod').PG_ROLE,
             'archive_db_password': self.password}}}}}}
         with open(self.inventory, 'w', encoding='utf-8') as handle:
             yaml.safe_dump(inventory, handle)
@@ -134,7 +129,7 @@ class Site:
 
     def tables(self):
         import psycopg  # pylint: disable=import-outside-toplevel
-        with psycopg.connect(host=self.pg['host'], port=self.pg['port'], user=build_lab.PG_ROLE, password=self.password,
+        with psycopg.connect(host=self.pg['host'], port=self.pg['port'], user=build_lab.product_builder('pmod').PG_ROLE, password=self.password,
                              dbname='archive') as conn:
             return sorted(r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))
 
