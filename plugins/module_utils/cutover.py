@@ -22,6 +22,7 @@ import traceback
 import zipfile
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.common.parameters import remove_values
 from ansible_collections.clinops.upgrade.plugins.module_utils import db_backup as _db_backup
 from ansible_collections.clinops.upgrade.plugins.module_utils import dicom as _dicom
 from ansible_collections.clinops.upgrade.plugins.module_utils import journal as _journal
@@ -202,6 +203,27 @@ def check_problems(checks):
 def migrate_params(migrate):
     """schema_update's options for the offline phase (a vendor tool, O(command), runs whole: no phase)."""
     return dict(migrate) if migrate.get('command') else dict(migrate, phase='offline')
+
+
+def share_login_password(module):
+    """Give the module's login_password to the step options that connect to the database without one of their own, and mask
+    every password in them from here on (before any of them is checked: a refusal of the input prints them too)."""
+    p = module.params
+    targets = [p.get('backup'), p.get('migrate')]
+    if isinstance(p.get('drain'), dict) and isinstance(p['drain'].get('connection'), dict):
+        targets.append(p['drain']['connection'])
+    for options in targets:
+        if not isinstance(options, dict):
+            continue
+        if options.get('login_password') is None and p.get('login_password') is not None:
+            options['login_password'] = p['login_password']
+        if options.get('login_password') not in (None, ''):
+            module.no_log_values.add(str(options['login_password']))
+
+
+def masked(module, text):
+    """``text`` with every no_log value of ``module`` replaced, for what is written to files (the journal)."""
+    return remove_values(text, module.no_log_values) if module.no_log_values else text
 
 
 def validate_steps(module):
@@ -440,7 +462,7 @@ class Cutover:
 
     def fail(self, step, started, msg, step_result, result):
         try:
-            self.journal.record(step, 'failed', note=msg[:2000])
+            self.journal.record(step, 'failed', note=masked(self.module, msg)[:2000])
         except OSError as exc:
             msg += '; the journal could not record it either: %s' % exc
         self.steps.append(dict(step=step, result='failed', seconds=round(time.monotonic() - started, 3), message=msg))

@@ -126,8 +126,16 @@ options:
     description:
       - Options of M(clinops.upgrade.db_backup) for the V(backup) step (C(state=present) is implied). Omitted - the step
         is journaled as skipped.
-      - Secrets in it (C(login_password)) are masked in the output like the module's own.
+      - Secrets in it (C(login_password)) are masked in the output like the module's own; pass the password as
+        O(login_password) instead, so that it is masked even when the module refuses its input.
     type: dict
+  login_password:
+    description:
+      - The database password for O(backup), O(migrate) and the C(connection) of O(drain), where they set none of
+        their own C(login_password).
+      - Masked in every output (no_log), even when the module refuses its input before it looks at those options; it
+        is never written to O(journal).
+    type: str
   prefs:
     description:
       - Options of M(clinops.upgrade.prefs_migrate) for the V(prefs) step, without C(src) and C(dest) (the old
@@ -264,7 +272,7 @@ attempt:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.clinops.upgrade.plugins.module_utils.cutover import (
-    DOWNTIME_STEPS, STEPS, Cutover, StepFailed, check_problems, validate_steps)
+    DOWNTIME_STEPS, STEPS, Cutover, StepFailed, check_problems, share_login_password, validate_steps)
 
 
 def main():
@@ -289,6 +297,7 @@ def main():
             supervisor_config=dict(type='path'),
             drain=dict(type='dict'),
             backup=dict(type='dict'),
+            login_password=dict(type='str', no_log=True),
             prefs=dict(type='dict'),
             migrate=dict(type='dict'),
             checks=dict(type='list', elements='dict', default=[], options=dict(
@@ -306,6 +315,7 @@ def main():
         ),
         supports_check_mode=True,
     )
+    share_login_password(module)
     errors = check_problems(module.params['checks'])
     try:
         errors.extend(validate_steps(module))

@@ -250,6 +250,44 @@ def test_a_vendor_tool_migration_gets_no_phase(site, fakes):
     assert fakes['schema'].calls[0]['phase'] == 'all'
 
 
+class EchoesPassword(FakeUtil):
+    """A step whose failure message echoes the password it was given (as a careless driver might)."""
+
+    def run(self, module):
+        self.calls.append(dict(module.params))
+        module.fail_json(msg='cannot log in with password %s' % module.params['login_password'])
+
+
+def test_login_password_reaches_the_steps_and_is_masked_in_the_journal(site, fakes, monkeypatch):
+    secret = 'Pw-unit-4711-secret'
+    schema = EchoesPassword(dict(SCHEMA_SPEC, login_password=dict(type='str', no_log=True)))
+    monkeypatch.setattr(cutover, '_schema_update', schema)
+    result = run(args(site, login_password=secret), FailJson)
+    assert result['failed_step'] == 'migrate_offline'
+    # given to backup and migrate, which set none of their own
+    assert fakes['backup'].calls[0]['login_password'] == secret and schema.calls[0]['login_password'] == secret
+    last = entries(site)[-1]
+    assert (last['step'], last['result']) == ('migrate_offline', 'failed')
+    assert secret not in last['message'] and last['message'] == 'cannot log in with password ********'
+
+
+def test_every_password_is_masked_before_the_input_is_checked(site, fakes, monkeypatch):
+    seen = {}
+
+    def fail_json(self, **kwargs):
+        seen['no_log_values'] = set(self.no_log_values)
+        raise FailJson(kwargs)
+
+    monkeypatch.setattr(upgrade_cutover.AnsibleModule, 'fail_json', fail_json)
+    backup = dict(engine='sqlite', path='/data/db.sqlite', dest='/b', login_password='its-own-pw')
+    drain = dict(query='SELECT 1', connection=dict(engine='postgresql', database='pmod'))
+    result = run(args(site, steps=['start', 'stop'], backup=backup, drain=drain, login_password='the-module-pw'), FailJson)
+    assert 'order' in result['msg']
+    # refused before any step's options were checked, and still every password is a no_log value
+    assert {'its-own-pw', 'the-module-pw'} <= seen['no_log_values']
+    assert not any(f.calls for f in fakes.values())
+
+
 class Parent:
     check_mode = False
 
