@@ -167,7 +167,8 @@ options:
     description:
       - Options of M(clinops.upgrade.schema_update) for the steps V(migrate_pre), V(migrate_offline) and
         V(migrate_post), without C(phase). Omitted - the steps are skipped.
-      - V(migrate_pre) reads O(migrate.migrations) from the staged release when it lies under O(install_root).
+      - V(migrate_pre) reads the migrations folder (C(migrations)) from the staged release when it lies under
+        O(install_root).
     type: dict
   checks:
     description:

@@ -435,8 +435,8 @@ SCRIPTS = [dict(dest='bin/start-ts.sh', program='bin/pmod_ts.py', args=['--prope
 
 
 def every_step(site, **extra):
-    out = args(site, steps=list(cutover.STEPS), artifact=make_tar(str(site['tmp'] / 'new.tar.gz'), 'pmod-4.4.0',
-                                                                   {'VERSION': b'4.4.0\n', 'bin/pmod_ts.py': b''}),
+    release = make_tar(str(site['tmp'] / 'new.tar.gz'), 'pmod-4.4.0', {'VERSION': b'4.4.0\n', 'bin/pmod_ts.py': b''})
+    out = args(site, steps=list(cutover.STEPS), artifact=release,
                staged=None, staging_dir=site['root'] + '_staging', top_dir='pmod-4.4.0', keep_old=5,
                start_scripts=SCRIPTS, start_script_interpreter='/usr/bin/python3', product='PMOD',
                restart_after_verify=['ls'],
@@ -474,8 +474,8 @@ def test_steps_with_nothing_to_do_are_skipped_and_a_vendor_tool_runs_in_its_phas
     result = run(every_step(site, start_scripts=[], backup_after=None, restart_after_verify=[],
                             migrate=dict(engine='sqlite', path='/d', command=['tool']), migrate_command_phase='post'))
     results = dict((s['step'], s['result']) for s in result['steps'])
-    assert [k for k, v in results.items() if v == 'skipped'] == ['configure', 'migrate_pre', 'migrate_offline',
-                                                                  'restart_after_verify', 'backup_after']
+    skipped = ['configure', 'migrate_pre', 'migrate_offline', 'restart_after_verify', 'backup_after']
+    assert [k for k, v in results.items() if v == 'skipped'] == skipped
     assert results['migrate_post'] == 'ok' and len(fakes['schema'].calls) == 1
     assert 'phase' not in fakes['schema'].calls[0] or fakes['schema'].calls[0]['phase'] == 'all'
 
@@ -542,7 +542,7 @@ def test_rollback_before_the_stop_touches_nothing_and_says_so(site, fakes):
     assert result['result'] == 'failed' and not result['after_stop']
     assert result['restored'] == 'nothing was stopped, the old version kept running'
     assert open(os.path.join(site['root'], 'VERSION')).read().strip() == '4.3.0'
-    assert not [c for c in fakes['services'].calls] and not os.path.exists(site['root'] + '_staging')
+    assert not fakes['services'].calls and not os.path.exists(site['root'] + '_staging')
     assert entries(site)[-1]['result'] == 'failed'
 
 
