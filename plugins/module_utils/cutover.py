@@ -1,179 +1,62 @@
 # -*- coding: utf-8 -*-
 # Copyright: clinops.upgrade contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A server's downtime in one process: the steps of upgrade_cutover and the adapter that runs modules in-process.
+"""The upgrade engine: every step of a server's or a client's upgrade, and the rollback, each written once.
 
-Each step runs the same code as the collection's module of that name (service_stop_ordered, db_backup, prefs_migrate,
-schema_update, the checks of dicom_echo), through :class:`SubModule`: the module's options are validated against its
-own argument spec, its ``fail_json``/``exit_json`` end the step instead of the process.
+What decides (which steps are pending, what a step records, what a rollback must restore) is here; what touches the
+host goes through a host object (:class:`~host.PosixHost` inside the module; a Windows host implements the same
+methods). Each step that is one of the collection's modules (service_stop_ordered, db_backup, prefs_migrate,
+schema_update) runs that module's own code with its options validated against its own argument spec.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
-import stat
 import subprocess
-import tarfile
 import time
 import traceback
-import zipfile
 
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
-from ansible_collections.clinops.upgrade.plugins.module_utils import db_backup as _db_backup
 from ansible_collections.clinops.upgrade.plugins.module_utils import dicom as _dicom
 from ansible_collections.clinops.upgrade.plugins.module_utils import journal as _journal
-from ansible_collections.clinops.upgrade.plugins.module_utils import prefs as _prefs
-from ansible_collections.clinops.upgrade.plugins.module_utils import schema_update as _schema_update
-from ansible_collections.clinops.upgrade.plugins.module_utils import service_stop_ordered as _services
+from ansible_collections.clinops.upgrade.plugins.module_utils.host import (  # pylint: disable=unused-import
+    PosixHost, StepFailed, SubModule, extract, fsync_dir, run_module)
 
-STEPS = ('stage', 'stop', 'backup', 'swap', 'prefs', 'migrate_offline', 'start', 'verify', 'cleanup')
-DOWNTIME_STEPS = ('stop', 'backup', 'swap', 'prefs', 'migrate_offline', 'start', 'verify')
+STEPS = ('stage', 'configure', 'migrate_pre', 'stop', 'backup', 'swap', 'prefs', 'migrate_offline', 'start', 'verify',
+         'restart_after_verify', 'migrate_post', 'backup_after', 'cleanup')
+BEFORE_STOP_STEPS = ('stage', 'configure', 'migrate_pre')
+DOWNTIME_STEPS = ('stop', 'backup', 'swap', 'prefs', 'migrate_offline', 'start', 'verify', 'restart_after_verify')
+AFTER_STEPS = ('migrate_post', 'backup_after', 'cleanup')
+# A failure in or after one of these needs the rollback (services stopped or the installation moved).
+ROLLBACK_STEPS = STEPS[STEPS.index('stop'):]
+# The pre-upgrade backup is restored when one of these touched the schema (pre migrations are additive, kept).
+SCHEMA_STEPS = ('migrate_offline', 'migrate_post')
+MIGRATE_PHASES = ('pre', 'offline', 'post')
 CHECK_TYPES = ('command', 'tcp', 'dicom')
-_VALIDATOR_KEYS = ('mutually_exclusive', 'required_together', 'required_one_of', 'required_if', 'required_by')
+SCRIPT_UNSAFE = re.compile(r'["$`\\\n\r\0]')
 
 
-class StepFailed(Exception):
-    """A step could not be done; ``result`` is what the module of that step returned, when one ran."""
-
-    def __init__(self, msg, result=None):
-        super().__init__(msg)
-        self.msg = msg
-        self.result = result or {}
-
-
-class _Ended(BaseException):
-    """Raised by SubModule.exit_json/fail_json: the in-process module is done (like SystemExit, not an Exception)."""
-
-    def __init__(self, failed, result):
-        super().__init__(result.get('msg', ''))
-        self.failed = failed
-        self.result = result
-
-
-class SubModule:
-    """What one of the collection's modules sees when upgrade_cutover runs it inside its own process."""
-
-    def __init__(self, parent, name, kwargs, params):
-        kwargs = dict(kwargs)
-        spec = kwargs.pop('argument_spec')
-        validator = ArgumentSpecValidator(spec, **dict((k, kwargs[k]) for k in _VALIDATOR_KEYS if kwargs.get(k)))
-        checked = validator.validate(dict((k, v) for k, v in params.items() if v is not None))
-        if checked.error_messages:
-            raise StepFailed('invalid %s options, nothing was done: %s' % (name, '; '.join(checked.error_messages)))
-        # the values of the module's no_log options (and of their fallbacks), as AnsibleModule collects them
-        parent.no_log_values.update(checked._no_log_values)  # pylint: disable=protected-access
-        self.params = checked.validated_parameters
-        self.name = name
-        self.check_mode = parent.check_mode
-        self._diff = False
-        self._parent = parent
-
-    def fail_json(self, msg, **kwargs):
-        kwargs.update(msg=msg, failed=True)
-        raise _Ended(True, kwargs)
-
-    def exit_json(self, **kwargs):
-        raise _Ended(False, kwargs)
-
-    def warn(self, warning):
-        self._parent.warn('%s: %s' % (self.name, warning))
-
-    def __getattr__(self, attr):
-        # run_command, get_bin_path, tmpdir, atomic_move, add_cleanup_file, no_log_values: the real module's
-        return getattr(self._parent, attr)
-
-
-def run_module(parent, name, util, params):
-    """Run the module ``name`` (its module_utils ``util`` with run()/module_kwargs()) in-process; return its result."""
-    sub = SubModule(parent, name, util.module_kwargs(), params)
-    try:
-        util.run(sub)
-    except _Ended as ended:
-        if ended.failed:
-            raise StepFailed(ended.result.get('msg') or '%s failed' % name, ended.result)
-        return ended.result
-    raise StepFailed('%s ended without a result' % name)
-
-
-def read_version(root, version_file):
+def read_version(root, version_file, host=None):
     """First line of the installation's version file, or None."""
-    try:
-        with open(os.path.join(root, version_file), encoding='utf-8') as handle:
-            return (handle.readline() or '').strip() or None
-    except (OSError, UnicodeDecodeError):
-        return None
+    text = (host or PosixHost).read_text(os.path.join(root, version_file))
+    return ((text or '').splitlines() or [''])[0].strip() or None
 
 
-def next_old_dir(root, suffix):
+def next_old_dir(root, suffix, host=None):
     """<root><suffix>NNNN with the number after the highest one kept so far."""
     parent, base = os.path.split(root.rstrip('/'))
     pattern = re.compile('^' + re.escape(base + suffix) + '([0-9]{4})$')
-    numbers = [int(m.group(1)) for m in (pattern.match(n) for n in os.listdir(parent or '.')) if m]
+    numbers = [int(m.group(1)) for m in (pattern.match(n) for n in (host or PosixHost).listdir(parent or '.')) if m]
     return os.path.join(parent, '%s%s%04d' % (base, suffix, max(numbers + [0]) + 1))
 
 
-def fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _inside(base, name):
-    """The path of archive member ``name`` under ``base``, or None when it would leave ``base``."""
-    if not name or name.startswith('/') or '\0' in name:
-        return None
-    path = os.path.normpath(os.path.join(base, name))
-    return path if path == base or path.startswith(base.rstrip('/') + '/') else None
-
-
-def extract(archive, dest, only=None):
-    """Unpack a release (.tar, .tar.gz/.tgz/.tar.bz2/.tar.xz, or .zip) into ``dest``; only members under ``only`` when
-    given. Members that would leave ``dest`` (absolute, ``..``, links pointing out, devices) are refused, not skipped."""
-    dest = os.path.abspath(dest)
-    prefix = only.strip('/') + '/' if only else None
-
-    def wanted(name):
-        name = name.lstrip('./') if name.startswith('./') else name
-        return prefix is None or name == prefix.rstrip('/') or name.startswith(prefix)
-
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zipped:
-            members = [m for m in zipped.infolist() if wanted(m.filename)]
-            bad = [m.filename for m in members if _inside(dest, m.filename) is None]
-            if bad:
-                raise StepFailed('%s has members that would leave the staging folder: %s' % (archive, ', '.join(bad[:5])))
-            for member in members:
-                zipped.extract(member, dest)
-        return len(members)
-    try:
-        with tarfile.open(archive) as tar:
-            members = [m for m in tar.getmembers() if wanted(m.name)]
-            bad = []
-            for member in members:
-                target = _inside(dest, member.name)
-                if target is None or member.isdev() or not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-                    bad.append(member.name)
-                elif member.issym() and _inside(dest, os.path.join(os.path.dirname(member.name), member.linkname)) is None:
-                    bad.append('%s -> %s' % (member.name, member.linkname))
-                elif member.islnk() and _inside(dest, member.linkname) is None:
-                    bad.append('%s => %s' % (member.name, member.linkname))
-            if bad:
-                raise StepFailed('%s has members that would leave the staging folder: %s' % (archive, ', '.join(bad[:5])))
-            for member in members:
-                member.mode &= ~(stat.S_ISUID | stat.S_ISGID)
-                if hasattr(tarfile, 'data_filter'):
-                    tar.extract(member, dest, filter='data')
-                else:  # Python before 3.11.4: the checks above are the filter
-                    tar.extract(member, dest)  # nosec
-        return len(members)
-    except (tarfile.TarError, EOFError, zipfile.BadZipFile) as exc:
-        raise StepFailed('cannot unpack %s: %s' % (archive, exc)) from exc
+def start_script(script, root, interpreter, product, target):
+    """A start script as the role's template wrote it: cd to the installation, exec the program with its arguments."""
+    args = ''.join(' "%s"' % ((root + '/' + a) if a.startswith('properties/') else a) for a in script.get('args') or [])
+    return ('#!/bin/sh\n# Ansible managed\n# %s %s: start %s\ncd "%s" || exit 1\nexec "%s" "%s/%s"%s\n'
+            % (product, target, script['program'], root, interpreter, root, script['program'], args))
 
 
 def check_problems(checks):
@@ -200,16 +83,33 @@ def check_problems(checks):
     return errors
 
 
-def migrate_params(migrate):
-    """schema_update's options for the offline phase (a vendor tool, O(command), runs whole: no phase)."""
-    return dict(migrate) if migrate.get('command') else dict(migrate, phase='offline')
+def migrate_params(migrate, phase='offline'):
+    """schema_update's options for one phase (a vendor tool, O(command), runs whole: no phase)."""
+    return dict(migrate) if migrate.get('command') else dict(migrate, phase=phase)
+
+
+def restore_params(backup):
+    """db_backup's options that restore the pre-upgrade backup (the options of taking it, without verify and keep)."""
+    return dict(((k, v) for k, v in backup.items() if k not in ('verify', 'keep')), state='restored')
+
+
+def script_problems(scripts):
+    errors = []
+    for index, script in enumerate(scripts):
+        dest = script.get('dest') or ''
+        if not dest or os.path.isabs(dest) or '..' in dest.split('/'):
+            errors.append('start_scripts[%d]: dest must be a path inside the release, not %r' % (index, dest))
+        for value in [script.get('program') or ''] + list(script.get('args') or []):
+            if SCRIPT_UNSAFE.search(value):
+                errors.append('start_scripts[%d]: %r would need shell quoting (", $, `, \\ or a line break)' % (index, value))
+    return errors
 
 
 def share_login_password(module):
     """Give the module's login_password to the step options that connect to the database without one of their own, and mask
     every password in them from here on (before any of them is checked: a refusal of the input prints them too)."""
     p = module.params
-    targets = [p.get('backup'), p.get('migrate')]
+    targets = [p.get('backup'), p.get('backup_after'), p.get('migrate')]
     if isinstance(p.get('drain'), dict) and isinstance(p['drain'].get('connection'), dict):
         targets.append(p['drain']['connection'])
     for options in targets:
@@ -226,18 +126,20 @@ def masked(module, text):
     return remove_values(text, module.no_log_values) if module.no_log_values else text
 
 
-def validate_steps(module):
+def validate_steps(module, host=None):
     """Every input problem of every step, found before the first step stops anything (secrets get masked too)."""
+    host = host or PosixHost(module)
     p = module.params
     errors = []
+    rollback = p['op'] == 'rollback'
     if [s for s in STEPS if s in p['steps']] != list(p['steps']):
         errors.append('steps must keep the order %s' % ', '.join(STEPS))
     for key in ('journal', 'install_root', 'staged', 'artifact', 'staging_dir', 'old_artifact'):
         if p.get(key) and not os.path.isabs(p[key]):
             errors.append('%s must be an absolute path, not %r' % (key, p[key]))
-    if 'stage' in p['steps'] and not (p.get('artifact') and p.get('staging_dir') and p.get('top_dir')):
+    if not rollback and 'stage' in p['steps'] and not (p.get('artifact') and p.get('staging_dir') and p.get('top_dir')):
         errors.append('the step stage needs artifact, staging_dir and top_dir')
-    if 'cleanup' in p['steps'] and not p.get('staging_dir'):
+    if not rollback and 'cleanup' in p['steps'] and not p.get('staging_dir'):
         errors.append('the step cleanup needs staging_dir')
     if p.get('staging_dir') and os.path.normpath(p['staging_dir']) in (os.path.normpath(p['install_root']), '/'):
         errors.append('staging_dir must be a folder of its own, beside the installation')
@@ -245,150 +147,197 @@ def validate_steps(module):
         errors.append('verify_wait must be 0 or more seconds')
     if not re.match(r'^[^/\0]+$', p['old_suffix'] or ''):
         errors.append('old_suffix must be a non-empty file name part without "/"')
-    for key, forbidden in (('prefs', ('src', 'dest')), ('migrate', ('phase',)), ('backup', ('state',))):
+    for key, forbidden in (('prefs', ('src', 'dest')), ('migrate', ('phase',)), ('backup', ('state',)),
+                           ('backup_after', ('state',))):
         given = [k for k in forbidden if k in (p[key] or {})]
         if given:
             errors.append('%s must not set %s: upgrade_cutover sets it' % (key, ', '.join(given)))
-    uses_services = 'stop' in p['steps'] or 'start' in p['steps'] or p['restart_after_verify']
-    if uses_services and not p['services']:
+    errors.extend(script_problems(p['start_scripts']))
+    if p['start_scripts'] and not p['start_script_interpreter'] and 'configure' in p['steps']:
+        errors.append('the step configure needs start_script_interpreter for start_scripts')
+    uses_services = rollback or 'stop' in p['steps'] or 'start' in p['steps'] or (
+        'restart_after_verify' in p['steps'] and p['restart_after_verify'])
+    if uses_services and not rollback and not p['services']:
         errors.append('services must list the services for the steps stop and start and for restart_after_verify')
     if errors:
         return errors
     subs = []
-    if uses_services:
-        subs.append(('service_stop_ordered', _services,
-                     dict(services=p['services'], state='stopped', supervisor_config=p['supervisor_config'], drain=p['drain'])))
+    if uses_services and p['services']:
+        subs.append(('service_stop_ordered', dict(services=p['services'], state='stopped',
+                                                  supervisor_config=p['supervisor_config'], drain=p['drain'])))
     if p['backup']:
-        subs.append(('db_backup', _db_backup, dict(p['backup'], state='present')))
-    if p['prefs']:
-        subs.append(('prefs_migrate', _prefs, dict(p['prefs'], src=p['install_root'], dest=p['install_root'])))
-    if p['migrate']:
-        subs.append(('schema_update', _schema_update, migrate_params(p['migrate'])))
-    for name, util, params in subs:
+        subs.append(('db_backup', restore_params(p['backup']) if rollback else dict(p['backup'], state='present')))
+    if p['backup_after'] and not rollback:
+        subs.append(('db_backup', dict(p['backup_after'], state='present')))
+    if p['prefs'] and not rollback:
+        subs.append(('prefs_migrate', dict(p['prefs'], src=p['install_root'], dest=p['install_root'])))
+    if p['migrate'] and not rollback:
+        subs.append(('schema_update', migrate_params(p['migrate'])))
+    for name, params in subs:
         try:
-            SubModule(module, name, util.module_kwargs(), params)
+            host.validate(name, params)
         except StepFailed as exc:
             errors.append(exc.msg)
     return errors
 
 
 class Cutover:
-    """The steps from the first stop to the verified start, journaled one by one; a rerun skips the done ones."""
+    """Every step of an upgrade, journaled one by one (a rerun skips the done ones), and the rollback."""
 
-    def __init__(self, module):
+    def __init__(self, module, host=None):
         self.module = module
+        self.host = host or PosixHost(module)
         self.p = module.params
         self.journal = _journal.Journal(self.p['journal'], self.p['target'], self.p['run_id'])
         self.data = dict(self.journal.attempt['data'])
         self.steps = []
+        self.expect_version = self.p['target']
 
     # -- the steps ------------------------------------------------------------------------------------------------
-    def service_params(self, state, only=None):
-        return dict(services=self.p['services'], state=state, supervisor_config=self.p['supervisor_config'],
-                    only=only or None, drain=self.p['drain'] if state == 'stopped' else None)
-
-    def do_stop(self):
-        result = run_module(self.module, 'service_stop_ordered', _services, self.service_params('stopped'))
-        return dict(previously_running=result.get('previously_running') or [], stop_order=result.get('order') or [])
-
-    def do_backup(self):
-        if not self.p['backup']:
-            return None
-        result = run_module(self.module, 'db_backup', _db_backup, dict(self.p['backup'], state='present'))
-        return dict(backup_path=result.get('backup_path') or '')
+    def services(self, state, only=None):
+        return self.host.services(state, self.p['services'], supervisor_config=self.p['supervisor_config'], only=only,
+                                  drain=self.p['drain'] if state == 'stopped' else None)
 
     @property
     def staged(self):
         return self.p.get('staged') or self.data.get('staged') or ''
 
     def do_stage(self):
-        staging = self.p['staging_dir']
-        if os.path.islink(staging) or (os.path.exists(staging) and not os.path.isdir(staging)):
+        host, staging = self.host, self.p['staging_dir']
+        if host.islink(staging) or (host.exists(staging) and not host.isdir(staging)):
             raise StepFailed('%s is not a folder; nothing was unpacked' % staging)
-        if os.path.isdir(staging):
-            shutil.rmtree(staging)  # what an interrupted staging left behind
-        os.makedirs(os.path.join(staging, 'defaults'), 0o750)
-        if not os.path.isfile(self.p['artifact']):
+        if host.isdir(staging):
+            host.remove_tree(staging)  # what an interrupted staging left behind
+        host.makedirs(os.path.join(staging, 'defaults'), 0o750)
+        if not host.isfile(self.p['artifact']):
             raise StepFailed('the release %s is missing' % self.p['artifact'])
-        extract(self.p['artifact'], staging)
+        host.unpack(self.p['artifact'], staging)
         staged = os.path.join(staging, self.p['top_dir'])
-        if not os.path.isdir(staged):
+        if not host.isdir(staged):
             raise StepFailed('%s has no folder %s at its top' % (self.p['artifact'], self.p['top_dir']))
         defaults = ''
         old, old_top, defaults_dir = self.p.get('old_artifact'), self.p.get('old_top_dir'), self.p.get('defaults_dir')
-        if old and old_top and defaults_dir and os.path.isfile(old):
-            extract(old, os.path.join(staging, 'defaults'), only='%s/%s' % (old_top, defaults_dir.strip('/')))
+        if old and old_top and defaults_dir and host.isfile(old):
+            host.unpack(old, os.path.join(staging, 'defaults'), only='%s/%s' % (old_top, defaults_dir.strip('/')))
             defaults = os.path.join(staging, 'defaults', old_top)
         return dict(staged=staged, defaults=defaults)
 
-    def do_cleanup(self):
-        staging = self.p['staging_dir']
-        if os.path.isdir(staging) and not os.path.islink(staging):
-            shutil.rmtree(staging)
+    def do_configure(self):
+        scripts = self.p['start_scripts']
+        if not scripts:
+            return None
+        staged = self.staged
+        if not self.host.isdir(staged):
+            raise StepFailed('the staged release %r is missing; no start script was written' % staged)
+        written = []
+        for script in scripts:
+            dest = os.path.join(staged, script['dest'])
+            self.host.makedirs(os.path.dirname(dest), 0o755)
+            self.host.write_atomic(dest, start_script(script, self.p['install_root'].rstrip('/'), self.p['start_script_interpreter'],
+                                                      self.p['product'], self.p['target']), 0o755)
+            written.append(script['dest'])
+        return dict(start_scripts=written)
+
+    def migrate(self, phase):
+        migrate = self.p['migrate']
+        if not migrate or (migrate.get('command') and phase != self.p['migrate_command_phase']):
+            return None
+        params = migrate_params(migrate, phase)
         root = self.p['install_root'].rstrip('/')
-        parent, base = os.path.split(root)
-        pattern = re.compile('^' + re.escape(base + self.p['old_suffix']) + '[0-9]{4}$')
-        olds = sorted(n for n in os.listdir(parent or '.') if pattern.match(n) and os.path.isdir(os.path.join(parent, n)))
-        removed = olds[:max(0, len(olds) - self.p['keep_old'])]
-        for name in removed:
-            shutil.rmtree(os.path.join(parent, name))
-        return dict(removed_old=[os.path.join(parent, n) for n in removed])
+        if phase == 'pre' and params.get('migrations') and (params['migrations'] + '/').startswith(root + '/'):
+            # before the swap the release's migrations are in the staged release, at the same place
+            params['migrations'] = self.staged.rstrip('/') + params['migrations'][len(root):]
+        result = self.host.run_module('schema_update', params)
+        return {'schema_' + phase: [m.get('version') for m in result.get('applied') or []]}
+
+    def do_migrate_pre(self):
+        return self.migrate('pre')
+
+    def do_stop(self):
+        result = self.services('stopped')
+        return dict(previously_running=result.get('previously_running') or [], stop_order=result.get('order') or [])
+
+    def do_backup(self):
+        if not self.p['backup']:
+            return None
+        result = self.host.run_module('db_backup', dict(self.p['backup'], state='present'))
+        return dict(backup_path=result.get('backup_path') or '')
 
     def prepare_swap(self):
         root = self.p['install_root']
-        if read_version(root, self.p['version_file']) == self.p['target'] and not os.path.isdir(self.staged):
+        if read_version(root, self.p['version_file'], self.host) == self.p['target'] and not self.host.isdir(self.staged):
             return {}
-        return dict(old_dir=self.data.get('old_dir') or next_old_dir(root, self.p['old_suffix']))
+        return dict(old_dir=self.data.get('old_dir') or next_old_dir(root, self.p['old_suffix'], self.host))
 
     def do_swap(self):
-        root, staged = self.p['install_root'], self.staged
+        host, root, staged = self.host, self.p['install_root'], self.staged
         old_dir = self.data.get('old_dir') or ''
-        if read_version(root, self.p['version_file']) == self.p['target'] and not os.path.isdir(staged):
+        if read_version(root, self.p['version_file'], host) == self.p['target'] and not host.isdir(staged):
             return dict(old_dir=old_dir)  # done by an interrupted run
-        if not os.path.isdir(staged):
+        if not host.isdir(staged):
             raise StepFailed('the staged release %s is missing; nothing was moved' % staged)
-        if os.path.lexists(root):
-            if os.path.lexists(old_dir):
+        if host.exists(root):
+            if host.exists(old_dir):
                 raise StepFailed('both %s and %s exist; nothing was moved, a person must look' % (root, old_dir))
-            os.rename(root, old_dir)
-        os.rename(staged, root)
-        fsync_dir(os.path.dirname(root.rstrip('/')) or '.')
+            host.rename(root, old_dir)
+        host.rename(staged, root)
         return dict(old_dir=old_dir)
 
     def do_prefs(self):
         if not self.p['prefs']:
             return None
         old_dir = self.data.get('old_dir')
-        if not old_dir or not os.path.isdir(old_dir):
+        if not old_dir or not self.host.isdir(old_dir):
             raise StepFailed('the old installation (%r) is not there to carry the preferences from' % old_dir)
         params = dict(self.p['prefs'], src=old_dir, dest=self.p['install_root'])
         if not params.get('defaults') and self.data.get('defaults'):
             params['defaults'] = self.data['defaults']
-        result = run_module(self.module, 'prefs_migrate', _prefs, params)
+        result = self.host.run_module('prefs_migrate', params)
         return dict(prefs_dropped_keys=result.get('dropped_keys') or [])
 
     def do_migrate_offline(self):
-        if not self.p['migrate']:
-            return None
-        result = run_module(self.module, 'schema_update', _schema_update, migrate_params(self.p['migrate']))
-        return dict(schema_offline=[m.get('version') for m in result.get('applied') or []])
+        return self.migrate('offline')
 
     def do_start(self):
-        run_module(self.module, 'service_stop_ordered', _services,
-                   self.service_params('started', self.data.get('previously_running')))
+        self.services('started', self.data.get('previously_running'))
         return {}
 
     def do_verify(self):
         deadline = time.monotonic() + self.p['verify_wait']
-        passed = [self.check(check, deadline) for check in self.p['checks']]
-        if self.p['restart_after_verify']:
-            run_module(self.module, 'service_stop_ordered', _services,
-                       self.service_params('restarted', self.p['restart_after_verify']))
-        return dict(checks=passed)
+        return dict(checks=[self.check(check, deadline) for check in self.p['checks']])
+
+    def do_restart_after_verify(self):
+        if not self.p['restart_after_verify']:
+            return None
+        self.services('restarted', self.p['restart_after_verify'])
+        return dict(restarted=list(self.p['restart_after_verify']))
+
+    def do_migrate_post(self):
+        return self.migrate('post')
+
+    def do_backup_after(self):
+        if not self.p['backup_after']:
+            return None
+        result = self.host.run_module('db_backup', dict(self.p['backup_after'], state='present'))
+        return dict(backup_after_path=result.get('backup_path') or '')
+
+    def do_cleanup(self):
+        host, staging = self.host, self.p['staging_dir']
+        if host.isdir(staging) and not host.islink(staging):
+            host.remove_tree(staging)
+        root = self.p['install_root'].rstrip('/')
+        parent, base = os.path.split(root)
+        pattern = re.compile('^' + re.escape(base + self.p['old_suffix']) + '[0-9]{4}$')
+        olds = sorted(n for n in host.listdir(parent or '.') if pattern.match(n) and host.isdir(os.path.join(parent, n))
+                      and not host.islink(os.path.join(parent, n)))
+        removed = olds[:max(0, len(olds) - self.p['keep_old'])]
+        for name in removed:
+            host.remove_tree(os.path.join(parent, name))
+        return dict(removed_old=[os.path.join(parent, n) for n in removed])
 
     # -- health checks --------------------------------------------------------------------------------------------
     def expect(self, check):
-        return (check.get('expect') or '').replace('{version}', self.p['target'])
+        return (check.get('expect') or '').replace('{version}', self.expect_version)
 
     def check(self, check, deadline):
         kind, name = check['type'], check.get('name') or check['type']
@@ -454,6 +403,7 @@ class Cutover:
                 self.fail(step, started, exc.msg, exc.result, result)
             except Exception as exc:  # pylint: disable=broad-except
                 self.fail(step, started, '%s: %s' % (type(exc).__name__, exc), {'exception': traceback.format_exc()}, result)
+            # one rule everywhere: a step with nothing to do is journaled as skipped
             self.data.update(data or {})
             self.journal.record(step, 'skipped' if data is None else 'ok', data=data or {})
             self.steps.append(dict(step=step, result='skipped' if data is None else 'ok',
@@ -468,3 +418,96 @@ class Cutover:
         self.steps.append(dict(step=step, result='failed', seconds=round(time.monotonic() - started, 3), message=msg))
         self.module.fail_json(msg='step %s failed: %s' % (step, msg), failed_step=step, step_result=step_result,
                               steps=self.steps, attempt=self.journal.attempt, data=self.data, **result)
+
+    # -- the rollback ---------------------------------------------------------------------------------------------
+    def rollback_plan(self):
+        """What the rollback must restore, from the journal: the steps done, begun, and the one that failed."""
+        attempt, failed_step = self.journal.attempt, self.p['failed_step']
+        failed = [e['step'] for e in attempt['entries'] if e.get('result') == 'failed']
+        skipped = [e['step'] for e in attempt['entries'] if e.get('result') == 'skipped']  # nothing done, nothing touched
+        touched = set([s for s in attempt['done'] if s not in skipped] + attempt['started_steps'] + failed
+                      + ([failed_step] if failed_step else []))
+        return dict(after_stop=bool(touched & set(ROLLBACK_STEPS)), schema_touched=bool(touched & set(SCHEMA_STEPS)))
+
+    def restore(self, schema_touched):
+        """Stop what runs of the new version, put the old installation back, restore the database when its schema was
+        touched, start the old version's services and verify the old version. Returns what was put back."""
+        host, data, root = self.host, self.data, self.p['install_root'].rstrip('/')
+        if self.p['services']:
+            self.host.services('stopped', self.p['services'], supervisor_config=self.p['supervisor_config'])
+        old_dir, put_back = data.get('old_dir') or '', False
+        if old_dir and host.isdir(old_dir) and not host.islink(old_dir):
+            if host.exists(root):
+                failed_dir = '%s_failed_%s_%s' % (root, self.p['target'], self.journal.attempt['number'])
+                if host.exists(failed_dir):
+                    raise StepFailed('both %s and %s exist; the old installation was not put back' % (root, failed_dir))
+                host.rename(root, failed_dir)
+            host.rename(old_dir, root)
+            put_back = True
+        restored_from = None
+        if schema_touched and self.p['backup']:
+            params = restore_params(self.p['backup'])
+            if data.get('backup_path'):
+                params['backup'] = data['backup_path']
+            self.host.run_module('db_backup', params)
+            restored_from = data.get('backup_path') or 'the pre-upgrade backup'
+        if self.p['services']:
+            self.host.services('started', self.p['services'], supervisor_config=self.p['supervisor_config'],
+                               only=data.get('previously_running'))
+        self.expect_version = data.get('from_version') or self.expect_version
+        deadline = time.monotonic() + self.p['verify_wait']
+        for check in self.p['checks']:
+            self.check(check, deadline)
+        return put_back, restored_from
+
+    def restored_message(self, plan, put_back, restored_from):
+        if not plan['after_stop']:
+            return 'nothing was stopped, the old version kept running'
+        from_version = self.data.get('from_version') or 'version'
+        text = ('the old installation %s was put back' if put_back else 'the old installation %s stayed in place') % from_version
+        if self.p['backup']:
+            text += (', the database was restored from %s' % restored_from if restored_from
+                     else ', the database was left as it was (its schema was not touched)')
+        if self.p['services']:
+            text += ', its services were started' + (' and verified' if self.p['checks'] else '')
+        elif self.p['checks']:
+            text += ' and verified'
+        return text
+
+    def rollback(self):
+        """Put the host back on the old version after a failed step (the role calls it in its rescue), journaled."""
+        module, attempt, p = self.module, self.journal.attempt, self.p
+        if not attempt['open']:
+            module.fail_json(msg='no open upgrade attempt to %s in %s: nothing to roll back' % (p['target'], p['journal']))
+        holder = _journal.read_lock(self.journal.lock_file)
+        if holder.get('run_id') not in (None, p['run_id']):
+            module.fail_json(msg='the upgrade lock %s is held by run %s, not this run: nothing was rolled back'
+                             % (self.journal.lock_file, holder.get('run_id')))
+        failure = (p['failure'] or 'failed')[:500]
+        if p['failed_step']:
+            failure = 'step %s failed: %s' % (p['failed_step'], failure)
+        plan = self.rollback_plan()
+        result = dict(changed=True, failure=failure, after_stop=plan['after_stop'], schema_touched=plan['schema_touched'],
+                      result='rolled_back' if plan['after_stop'] else 'failed')
+        if module.check_mode:
+            module.exit_json(attempt=attempt, **result)
+        if p['failed_step'] and p['failed_step'] not in [e['step'] for e in attempt['entries'] if e.get('result') == 'failed']:
+            self.journal.record(p['failed_step'], 'failed', note=masked(self.module, p['failure'] or 'failed')[:2000])
+        put_back, restored_from = False, None
+        try:
+            if plan['after_stop']:
+                put_back, restored_from = self.restore(plan['schema_touched'])
+            if p['staging_dir']:
+                self.host.remove_tree(p['staging_dir'])
+        except Exception as exc:  # pylint: disable=broad-except
+            why = exc.msg if isinstance(exc, StepFailed) else '%s: %s' % (type(exc).__name__, exc)
+            note = '%s; the rollback failed too: %s' % (failure, why[:500])
+            self.journal.record('finish', 'failed', note=masked(self.module, note)[:2000])
+            self.journal.release_lock()
+            module.fail_json(msg='%s; the host needs a person, see %s' % (note, p['journal']), attempt=self.journal.attempt,
+                             **dict(result, result='failed'))
+        restored = self.restored_message(plan, put_back, restored_from)
+        message = '%s; %s' % (failure, restored)
+        self.journal.record('finish', result['result'], note=masked(self.module, message)[:2000])
+        self.journal.release_lock()
+        module.exit_json(restored=restored, message=message, attempt=self.journal.attempt, **result)

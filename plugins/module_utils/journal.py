@@ -192,3 +192,10 @@ class Journal:
         self.entries.append(entry)
         self.attempt = attempt_state(self.entries, self.target)
         return entry
+
+    def release_lock(self):
+        """Remove the upgrade lock when this run holds it (as upgrade_journal's op finish does)."""
+        if os.path.exists(self.lock_file) and read_lock(self.lock_file).get('run_id') == self.run_id:
+            os.unlink(self.lock_file)
+            return True
+        return False

@@ -8,28 +8,41 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: upgrade_cutover
-short_description: A server's downtime in one step - stop, back up, swap, carry the preferences, migrate, start, verify
+short_description: The upgrade engine - every step of a server's or a client's upgrade, and the rollback
 version_added: 0.1.0
 description:
-  - Runs the steps of a server upgrade that happen while its services are down, in one module call on the host, so
-    that the downtime is the work itself and not a task round trip per step.
-  - The steps, in this order - V(stop) (drain and stop the services in the vendor's order, as
+  - The only implementation of the steps of an upgrade, for servers and clients. Runs the steps asked for in one module
+    call on the host, so that the downtime is the work itself and not a task round trip per step.
+  - Before the stop - V(stage) (unpack O(artifact) into O(staging_dir), and the old release's pristine preferences),
+    V(configure) (write the O(start_scripts) into the staged release, mode 0755, each through a temporary file renamed
+    into place), V(migrate_pre) (as M(clinops.upgrade.schema_update) with C(phase=pre), the migrations read from the
+    staged release).
+  - The downtime - V(stop) (drain and stop the services in the vendor's order, as
     M(clinops.upgrade.service_stop_ordered)), V(backup) (as M(clinops.upgrade.db_backup) with O(backup)),
     V(swap) (move the installation aside to C(<install_root><old_suffix>NNNN) and the staged release into its place),
     V(prefs) (as M(clinops.upgrade.prefs_migrate) from the old installation into the new one), V(migrate_offline) (as
     M(clinops.upgrade.schema_update) with C(phase=offline)), V(start) (the services that were running, in reverse
-    order), V(verify) (the health checks until they pass or O(verify_wait) runs out, then O(restart_after_verify)).
+    order), V(verify) (the health checks until they pass or O(verify_wait) runs out), V(restart_after_verify) (the
+    services O(restart_after_verify) names, restarted).
+  - After the verified start - V(migrate_post) (C(phase=post)), V(backup_after) (as M(clinops.upgrade.db_backup) with
+    O(backup_after)), V(cleanup) (remove O(staging_dir), keep the O(keep_old) newest old installations).
+  - A step with nothing to do (its option not given) is journaled as V(skipped).
   - Each step runs the same code as the module it names, in-process, with that module's options validated against
     that module's own argument spec. All options of every step are validated before the first step starts.
   - Each step is journaled in O(journal) (the format of M(clinops.upgrade.upgrade_journal)) as it starts and ends, with
     the facts a rollback needs (which services were running, the backup, the old installation's folder). A rerun after
     an interruption skips the steps the journal shows as done. The attempt must be open (step C(begin) recorded).
   - On the first failure it stops, journals the step as failed and fails with the step's message; it does not roll
-    back. The caller decides (the role M(clinops.upgrade.server_upgrade) puts the old installation back and restores
-    the database when the schema was touched).
-  - Before the downtime it can also stage the release (V(stage)), and after it clean up (V(cleanup)), so that a client's
-    whole upgrade is one call.
-  - POSIX hosts. On Windows the role runs the same steps one module at a time.
+    back by itself. The caller decides, and calls it again with O(op=rollback).
+  - O(op=rollback) reads from the journal which steps were done or begun. When one of them is V(stop) or later, it stops
+    what runs of the new version, moves the failed installation aside to
+    C(<install_root>_failed_<target>_<attempt>), puts the old installation back, restores the database from the
+    pre-upgrade backup (O(backup)) when V(migrate_offline) or V(migrate_post) touched the schema, starts the services
+    that were running and runs the O(checks) against the old version. It removes O(staging_dir), closes the attempt
+    (V(rolled_back), or V(failed) when nothing had been stopped) and releases the upgrade lock, and says what it
+    restored (RV(restored), RV(message)). It refuses while the lock is held by another run.
+  - POSIX hosts. The steps reach the host through one small interface (module_utils C(host)), which a Windows
+    implementation will provide; until then the roles refuse Windows hosts in preflight.
 author:
   - clinops.upgrade contributors (@clinops)
 extends_documentation_fragment:
@@ -58,13 +71,28 @@ options:
   steps:
     description:
       - The steps to run, in this order. The default is the downtime of a server.
-      - V(stage) unpacks O(artifact) into O(staging_dir) (and the old release's O(defaults_dir) from O(old_artifact));
-        V(cleanup) removes O(staging_dir) and keeps the O(keep_old) newest old installations. A client runs
-        V(stage), V(swap), V(prefs), V(verify), V(cleanup) in one call.
+      - A server runs every step; a client runs V(stage), V(swap), V(prefs), V(verify), V(cleanup). Ignored with
+        O(op=rollback).
     type: list
     elements: str
-    choices: [stage, stop, backup, swap, prefs, migrate_offline, start, verify, cleanup]
-    default: [stop, backup, swap, prefs, migrate_offline, start, verify]
+    choices: [stage, configure, migrate_pre, stop, backup, swap, prefs, migrate_offline, start, verify,
+              restart_after_verify, migrate_post, backup_after, cleanup]
+    default: [stop, backup, swap, prefs, migrate_offline, start, verify, restart_after_verify]
+  op:
+    description:
+      - V(run) runs the pending O(steps).
+      - V(rollback) puts the old version back after a failed step, as described above, and closes the attempt.
+    type: str
+    choices: [run, rollback]
+    default: run
+  failure:
+    description: With O(op=rollback), the message of the failure, for the journal and RV(message).
+    type: str
+  failed_step:
+    description:
+      - With O(op=rollback), the step that failed when the engine did not journal the failure itself (a task of the
+        role failed); it is journaled as failed and counts as touched.
+    type: str
   install_root:
     description: The installation folder the services run from.
     type: path
@@ -126,13 +154,15 @@ options:
     description:
       - Options of M(clinops.upgrade.db_backup) for the V(backup) step (C(state=present) is implied). Omitted - the step
         is journaled as skipped.
+      - With O(op=rollback), where the pre-upgrade backup is (C(state=restored) is implied, C(verify) and C(keep) are
+        left out).
       - Secrets in it (C(login_password)) are masked in the output like the module's own; pass the password as
         O(login_password) instead, so that it is masked even when the module refuses its input.
     type: dict
   login_password:
     description:
-      - The database password for O(backup), O(migrate) and the C(connection) of O(drain), where they set none of
-        their own C(login_password).
+      - The database password for O(backup), O(backup_after), O(migrate) and the C(connection) of O(drain), where they
+        set none of their own C(login_password).
       - Masked in every output (no_log), even when the module refuses its input before it looks at those options; it
         is never written to O(journal).
     type: str
@@ -143,8 +173,10 @@ options:
     type: dict
   migrate:
     description:
-      - Options of M(clinops.upgrade.schema_update) for the V(migrate_offline) step, without C(phase). Omitted - the
-        step is skipped.
+      - Options of M(clinops.upgrade.schema_update) for the steps V(migrate_pre), V(migrate_offline) and
+        V(migrate_post), without C(phase). Omitted - the steps are skipped.
+      - V(migrate_pre) reads the migrations folder (C(migrations)) from the staged release when it lies under
+        O(install_root).
     type: dict
   checks:
     description:
@@ -189,10 +221,49 @@ options:
     type: int
     default: 60
   restart_after_verify:
-    description: Services restarted once the checks passed (PMOD restarts its license server).
+    description: Services the V(restart_after_verify) step restarts once the checks passed (PMOD restarts its license server).
     type: list
     elements: str
     default: []
+  start_scripts:
+    description:
+      - Start scripts the V(configure) step writes into the staged release (the profile's C(start_scripts)). Each
+        changes to O(install_root) and runs O(start_script_interpreter) with the program and its arguments; an argument
+        under C(properties/) is made absolute. Omitted - the step is skipped.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      dest:
+        description: Where the script goes, relative to the release.
+        type: str
+        required: true
+      program:
+        description: The program the script runs, relative to the installation.
+        type: str
+        required: true
+      args:
+        description: Its arguments.
+        type: list
+        elements: str
+        default: []
+  start_script_interpreter:
+    description: The interpreter the start scripts run the program with.
+    type: str
+  product:
+    description: The product's name, in the start scripts' comment line.
+    type: str
+    default: ''
+  migrate_command_phase:
+    description: The phase whose step runs a vendor tool (O(migrate) with C(command)); the other two are skipped.
+    type: str
+    choices: [pre, offline, post]
+    default: offline
+  backup_after:
+    description:
+      - Options of M(clinops.upgrade.db_backup) for the V(backup_after) step (C(state=present) is implied). Omitted - the
+        step is skipped.
+    type: dict
 notes:
   - Only the steps still pending are journaled and run; RV(skipped_done) lists the others.
 seealso:
@@ -234,22 +305,45 @@ EXAMPLES = r"""
       - {name: Echo TS, type: command, argv: [python3, bin/pmodctl.py, echo-ts], expect: "^OK PMOD-TS {version}"}
       - {name: C-ECHO, type: dicom, host: 127.0.0.1, port: 104, called_aet: PMOD_DS}
     restart_after_verify: [pmod-ls]
+
+- name: Put the old version back after a failed step
+  clinops.upgrade.upgrade_cutover:
+    op: rollback
+    journal: /var/lib/clinops/journal.jsonl
+    run_id: "{{ upgrade_run_id }}"
+    target: 4.4.0
+    install_root: /opt/PMOD
+    staging_dir: /opt/PMOD_staging
+    failure: "{{ ansible_failed_result.msg }}"
+    services:
+      - {name: pmod-ds, backend: supervisor, port: 104}
+      - {name: pmod-ts, backend: supervisor, port: 7000}
+      - {name: pmod-ls, backend: supervisor}
+    supervisor_config: /etc/supervisor/supervisord.conf
+    backup:
+      engine: sqlite
+      path: /data/pmod/pmod.sqlite
+      dest: /var/backups/pmod
+      label: pre-4.4.0
+    checks:
+      - {name: Echo TS, type: command, argv: [python3, bin/pmodctl.py, echo-ts], expect: "^OK PMOD-TS {version}"}
+  register: rollback
 """
 
 RETURN = r"""
 pending:
   description: The steps that were not done yet when the module started (all of them run, unless one fails).
-  returned: always
+  returned: O(op=run)
   type: list
   elements: str
 skipped_done:
   description: The steps the journal already showed as done.
-  returned: always
+  returned: O(op=run)
   type: list
   elements: str
 steps:
   description: The steps run, with C(result) (V(ok), V(skipped), V(failed)), C(seconds) and, for a failure, C(message).
-  returned: always
+  returned: O(op=run)
   type: list
   elements: dict
 failed_step:
@@ -268,11 +362,37 @@ attempt:
   description: The journal's attempt after the run, as RV(clinops.upgrade.upgrade_journal#module:attempt) of M(clinops.upgrade.upgrade_journal).
   returned: always
   type: dict
+result:
+  description: With O(op=rollback), how the attempt was closed - V(rolled_back), or V(failed) when nothing had been stopped.
+  returned: O(op=rollback)
+  type: str
+  sample: rolled_back
+failure:
+  description: With O(op=rollback), what failed (C(step <name> failed - ) and the message).
+  returned: O(op=rollback)
+  type: str
+restored:
+  description: With O(op=rollback), what was restored.
+  returned: O(op=rollback) and success
+  type: str
+  sample: the old installation 4.3.0 was put back, the database was restored from /backups/pre-4.4.0.sqlite, its services were started and verified
+message:
+  description: With O(op=rollback), RV(failure) and RV(restored), as the journal's last entry says them.
+  returned: O(op=rollback) and success
+  type: str
+after_stop:
+  description: With O(op=rollback), whether a step from V(stop) on had been done or begun (the old version had to be restored).
+  returned: O(op=rollback)
+  type: bool
+schema_touched:
+  description: With O(op=rollback), whether V(migrate_offline) or V(migrate_post) had been done or begun (the database restored).
+  returned: O(op=rollback)
+  type: bool
 """
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.clinops.upgrade.plugins.module_utils.cutover import (
-    DOWNTIME_STEPS, STEPS, Cutover, StepFailed, check_problems, share_login_password, validate_steps)
+    DOWNTIME_STEPS, MIGRATE_PHASES, STEPS, Cutover, StepFailed, check_problems, share_login_password, validate_steps)
 
 
 def main():
@@ -282,6 +402,9 @@ def main():
             run_id=dict(type='str', required=True),
             target=dict(type='str', required=True),
             steps=dict(type='list', elements='str', choices=list(STEPS), default=list(DOWNTIME_STEPS)),
+            op=dict(type='str', choices=['run', 'rollback'], default='run'),
+            failure=dict(type='str'),
+            failed_step=dict(type='str'),
             install_root=dict(type='path', required=True),
             staged=dict(type='path'),
             artifact=dict(type='path'),
@@ -312,6 +435,15 @@ def main():
             )),
             verify_wait=dict(type='int', default=60),
             restart_after_verify=dict(type='list', elements='str', default=[]),
+            start_scripts=dict(type='list', elements='dict', default=[], options=dict(
+                dest=dict(type='str', required=True),
+                program=dict(type='str', required=True),
+                args=dict(type='list', elements='str', default=[]),
+            )),
+            start_script_interpreter=dict(type='str'),
+            product=dict(type='str', default=''),
+            migrate_command_phase=dict(type='str', choices=list(MIGRATE_PHASES), default='offline'),
+            backup_after=dict(type='dict'),
         ),
         supports_check_mode=True,
     )
@@ -323,7 +455,10 @@ def main():
         errors.append(exc.msg)
     if errors:
         module.fail_json(msg='invalid input, nothing was stopped: ' + '; '.join(errors))
-    Cutover(module).run()
+    engine = Cutover(module)
+    if module.params['op'] == 'rollback':
+        engine.rollback()
+    engine.run()
 
 
 if __name__ == '__main__':

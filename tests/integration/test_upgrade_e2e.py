@@ -263,24 +263,3 @@ def test_client_pinned_newer_than_its_server_is_refused_before_anything_stops(la
     assert lab.version('server1') == build_lab.OLD_VERSION
     assert lab.journal() == []
 
-
-def test_one_task_per_step_when_the_cutover_is_off(lab):
-    """The path Windows hosts take (and sites that want one task per step): same result, same journal."""
-    rows = lab.product_rows()
-    result = lab.run(extra_vars={'server_upgrade_single_cutover': False, 'client_upgrade_single_cutover': False})
-    assert result.rc == 0, result
-    tasks = [t['task']['name'] for t in result.tasks]
-    cutover = [t for t in result.tasks if t['task']['name'].endswith('in one task')]
-    assert not [h for t in cutover for h in t['hosts'] if not t['hosts'][h].get('skipped')]
-    assert any(name.endswith("Drain and stop the services in the vendor's order") for name in tasks)
-    for host in lab.hosts:
-        assert lab.version(host) == build_lab.NEW_VERSION
-    assert lab.ctl('echo-db') == 'OK schema=4.4.0 studies=1500'
-    assert len(lab.product_rows()['series'][1]) == len(rows['series'][1])
-    done = [e['step'] for e in lab.journal() if e['result'] == 'ok']
-    assert done == ['begin', 'stage', 'configure', 'migrate_pre', 'stop', 'backup', 'swap', 'prefs', 'migrate_offline',
-                    'start', 'verify', 'migrate_post', 'backup_after', 'cleanup']
-    client_done = [e['step'] for e in lab.journal('client1') if e['result'] == 'ok']
-    assert client_done == ['begin', 'stage', 'swap', 'prefs', 'verify', 'cleanup']
-    report = {h['host']: h for h in lab.report()['hosts']}
-    assert report['server1']['result'] == 'upgraded' and float(report['server1']['downtime_s']) > 0

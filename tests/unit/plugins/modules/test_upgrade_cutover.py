@@ -13,6 +13,7 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.clinops.upgrade.plugins.module_utils import cutover
+from ansible_collections.clinops.upgrade.plugins.module_utils import host
 from ansible_collections.clinops.upgrade.plugins.module_utils import journal
 from ansible_collections.clinops.upgrade.plugins.modules import upgrade_cutover
 
@@ -60,7 +61,7 @@ class FakeUtil:
 SERVICE_SPEC = dict(services=dict(type='list', elements='dict', required=True), state=dict(type='str', required=True),
                     supervisor_config=dict(type='path'), only=dict(type='list', elements='str'), drain=dict(type='dict'))
 BACKUP_SPEC = dict(engine=dict(type='str', required=True), path=dict(type='path'), dest=dict(type='path', required=True),
-                   label=dict(type='str'), verify=dict(type='str'), state=dict(type='str'),
+                   label=dict(type='str'), verify=dict(type='str'), state=dict(type='str'), backup=dict(type='path'),
                    login_password=dict(type='str', no_log=True))
 PREFS_SPEC = dict(src=dict(type='path', required=True), dest=dict(type='path', required=True),
                   items=dict(type='list', elements='dict', required=True), defaults=dict(type='path'),
@@ -76,10 +77,10 @@ def fakes(monkeypatch):
     backup = FakeUtil(BACKUP_SPEC, lambda p: dict(backup_path=os.path.join(p['dest'], 'pre.sqlite')))
     prefs = FakeUtil(PREFS_SPEC, lambda p: dict(dropped_keys=['old.key']))
     schema = FakeUtil(SCHEMA_SPEC, lambda p: dict(applied=[dict(version='4.3.2')]))
-    monkeypatch.setattr(cutover, '_services', services)
-    monkeypatch.setattr(cutover, '_db_backup', backup)
-    monkeypatch.setattr(cutover, '_prefs', prefs)
-    monkeypatch.setattr(cutover, '_schema_update', schema)
+    monkeypatch.setattr(host, '_services', services)
+    monkeypatch.setattr(host, '_db_backup', backup)
+    monkeypatch.setattr(host, '_prefs', prefs)
+    monkeypatch.setattr(host, '_schema_update', schema)
     return dict(services=services, backup=backup, prefs=prefs, schema=schema)
 
 
@@ -122,7 +123,7 @@ def entries(site):
 
 
 def test_all_steps_in_order_journaled_with_what_a_rollback_needs(site, fakes):
-    result = run(args(site))
+    result = run(args(site, restart_after_verify=['ls']))
     assert [s['step'] for s in result['steps']] == list(cutover.DOWNTIME_STEPS)
     assert result['changed'] is True
     ended = [(e['step'], e['result']) for e in entries(site) if e['result'] != 'started']
@@ -137,8 +138,9 @@ def test_all_steps_in_order_journaled_with_what_a_rollback_needs(site, fakes):
     assert open(os.path.join(old, 'VERSION')).read().strip() == '4.3.0'
     assert not os.path.exists(site['staged'])
     # each module got its options, and the facts of the earlier steps
-    stop, start = fakes['services'].calls
+    stop, start, restart = fakes['services'].calls
     assert stop['state'] == 'stopped' and start['state'] == 'started' and start['only'] == ['ds', 'ts']
+    assert restart['state'] == 'restarted' and restart['only'] == ['ls'] and data['restarted'] == ['ls']
     assert fakes['prefs'].calls[0]['src'] == old and fakes['prefs'].calls[0]['dest'] == site['root']
     assert fakes['schema'].calls[0]['phase'] == 'offline'
     assert fakes['backup'].calls[0]['state'] == 'present'
@@ -152,7 +154,7 @@ def test_a_rerun_skips_the_done_steps_and_uses_their_facts(site, fakes):
     jr.record('stop', 'ok', data=dict(previously_running=['ts']))
     jr.record('backup', 'ok', data=dict(backup_path='/b/pre'))
     result = run(args(site))
-    assert [s['step'] for s in result['steps']] == ['swap', 'prefs', 'migrate_offline', 'start', 'verify']
+    assert [s['step'] for s in result['steps']] == ['swap', 'prefs', 'migrate_offline', 'start', 'verify', 'restart_after_verify']
     assert result['skipped_done'] == ['stop', 'backup']
     assert fakes['backup'].calls == []
     assert fakes['services'].calls[0]['state'] == 'started' and fakes['services'].calls[0]['only'] == ['ts']
@@ -241,7 +243,7 @@ def test_without_an_open_attempt_nothing_runs(tmp_path, fakes):
 def test_optional_steps_are_journaled_as_skipped(site, fakes):
     result = run(args(site, backup=None, prefs=None, migrate=None))
     assert [(s['step'], s['result']) for s in result['steps']][1] == ('backup', 'skipped')
-    assert [s['result'] for s in result['steps']].count('skipped') == 3
+    assert [s['result'] for s in result['steps']].count('skipped') == 4  # restart_after_verify: none listed
     assert result['attempt']['done'] == list(cutover.DOWNTIME_STEPS)
 
 
@@ -464,3 +466,177 @@ def test_stage_and_cleanup_need_their_options(site, fakes):
     assert 'stage needs artifact, staging_dir and top_dir' in result['msg']
     result = run(client_args(site, staging_dir=site['root']), FailJson)
     assert 'staging_dir must be a folder of its own' in result['msg']
+
+
+# -- the steps before the stop and after the verified start, and the rollback -----------------------------------------
+SCRIPTS = [dict(dest='bin/start-ts.sh', program='bin/pmod_ts.py', args=['--properties', 'properties/Config.properties'])]
+
+
+def every_step(site, **extra):
+    release = make_tar(str(site['tmp'] / 'new.tar.gz'), 'pmod-4.4.0', {'VERSION': b'4.4.0\n', 'bin/pmod_ts.py': b''})
+    out = args(site, steps=list(cutover.STEPS), artifact=release,
+               staged=None, staging_dir=site['root'] + '_staging', top_dir='pmod-4.4.0', keep_old=5,
+               start_scripts=SCRIPTS, start_script_interpreter='/usr/bin/python3', product='PMOD',
+               restart_after_verify=['ls'],
+               backup_after=dict(engine='sqlite', path='/data/db.sqlite', dest=str(site['tmp'] / 'backups'), label='post'))
+    out.update(extra)
+    return out
+
+
+def test_every_step_of_a_server_in_one_call_journaled_in_order(site, fakes):
+    result = run(every_step(site))
+    assert [(s['step'], s['result']) for s in result['steps']] == [(s, 'ok') for s in cutover.STEPS]
+    ended = [e['step'] for e in entries(site) if e['result'] == 'ok']
+    assert ended == ['begin'] + list(cutover.STEPS)
+    # configure wrote the start script into the staged release, which the swap made the installation
+    script = os.path.join(site['root'], 'bin', 'start-ts.sh')
+    root = site['root']
+    assert open(script).read() == (
+        '#!/bin/sh\n# Ansible managed\n# PMOD 4.4.0: start bin/pmod_ts.py\ncd "%s" || exit 1\n'
+        'exec "/usr/bin/python3" "%s/bin/pmod_ts.py" "--properties" "%s/properties/Config.properties"\n' % (root, root, root))
+    assert os.stat(script).st_mode & 0o777 == 0o755
+    assert not [n for n in os.listdir(os.path.dirname(script)) if n.endswith('.tmp')]
+    # migrate_pre read the staged release's migrations, offline and post the installed ones
+    phases = [(c['phase'], c['migrations']) for c in fakes['schema'].calls]
+    staged = os.path.join(site['root'] + '_staging', 'pmod-4.4.0')
+    assert phases == [('pre', staged + '/sql'), ('offline', root + '/sql'), ('post', root + '/sql')]
+    data = result['attempt']['data']
+    assert data['schema_pre'] == data['schema_offline'] == data['schema_post'] == ['4.3.2']
+    assert [c['label'] for c in fakes['backup'].calls if c.get('label')] == ['post']
+    assert data['backup_after_path'].endswith('pre.sqlite') and data['start_scripts'] == ['bin/start-ts.sh']
+    assert [c['state'] for c in fakes['services'].calls] == ['stopped', 'started', 'restarted']
+    assert not os.path.exists(site['root'] + '_staging')
+
+
+def test_steps_with_nothing_to_do_are_skipped_and_a_vendor_tool_runs_in_its_phase_only(site, fakes):
+    result = run(every_step(site, start_scripts=[], backup_after=None, restart_after_verify=[],
+                            migrate=dict(engine='sqlite', path='/d', command=['tool']), migrate_command_phase='post'))
+    results = dict((s['step'], s['result']) for s in result['steps'])
+    skipped = ['configure', 'migrate_pre', 'migrate_offline', 'restart_after_verify', 'backup_after']
+    assert [k for k, v in results.items() if v == 'skipped'] == skipped
+    assert results['migrate_post'] == 'ok' and len(fakes['schema'].calls) == 1
+    assert 'phase' not in fakes['schema'].calls[0] or fakes['schema'].calls[0]['phase'] == 'all'
+
+
+def test_start_scripts_that_would_need_quoting_or_leave_the_release_are_refused(site, fakes):
+    result = run(every_step(site, start_scripts=[dict(dest='../x.sh', program='a'), dict(dest='b.sh', program='$(id)')]),
+                 FailJson)
+    assert 'dest must be a path inside the release' in result['msg'] and 'shell quoting' in result['msg']
+    assert [e['step'] for e in entries(site)] == ['begin']
+
+
+def fail_at(site, fakes, phase='offline'):
+    """Run every step with the schema_update of ``phase`` failing; return the failure."""
+    fakes['schema'].failure = lambda params: params.get('phase') == phase
+    (site['tmp'] / 'opt' / 'PMOD' / 'marker').write_text('old')
+    return run(every_step(site), FailJson)
+
+
+def rollback_args(site, **extra):
+    out = dict(args(site, op='rollback', staging_dir=site['root'] + '_staging', prefs=None, migrate=None,
+                    checks=[dict(type='command', name='Echo', argv=[sys.executable, '-c', 'print(open("VERSION").read())'],
+                                 expect='^{version}')]),
+               failure='step migrate_offline failed: boom')
+    out.update(extra)
+    return out
+
+
+def test_rollback_puts_the_old_version_back_and_restores_the_touched_schema(site, fakes):
+    failed = fail_at(site, fakes)
+    assert failed['failed_step'] == 'migrate_offline'
+    fakes['services'].calls.clear()
+    result = run(rollback_args(site, failure=failed['msg']))
+    assert result['result'] == 'rolled_back' and result['after_stop'] and result['schema_touched']
+    # the old installation is back, the failed one kept aside, the staging folder gone
+    assert open(os.path.join(site['root'], 'VERSION')).read().strip() == '4.3.0'
+    assert open(os.path.join(site['root'], 'marker')).read() == 'old'
+    failed_dir = site['root'] + '_failed_4.4.0_1'
+    assert open(os.path.join(failed_dir, 'VERSION')).read().strip() == '4.4.0'
+    assert not os.path.exists(site['root'] + '_staging')
+    restore = fakes['backup'].calls[-1]
+    assert restore['state'] == 'restored' and restore['backup'].endswith('pre.sqlite') and restore['verify'] is None
+    assert [(c['state'], c['only']) for c in fakes['services'].calls] == [('stopped', None), ('started', ['ds', 'ts'])]
+    assert result['restored'] == ('the old installation 4.3.0 was put back, the database was restored from %s, its '
+                                  'services were started and verified' % restore['backup'])
+    assert result['message'].startswith('step migrate_offline failed: boom in schema_update; the old installation')
+    last = entries(site)[-1]
+    assert (last['step'], last['result']) == ('finish', 'rolled_back') and last['message'] == result['message']
+    assert result['attempt']['open'] is False
+
+
+def test_rollback_after_a_failed_restart_keeps_the_database_its_skipped_migrations_did_not_touch(site, fakes):
+    fakes['services'].failure = lambda params: params['state'] == 'restarted'
+    run(every_step(site, migrate=None), FailJson)
+    fakes['services'].failure = None
+    result = run(rollback_args(site, failure='restart failed'))
+    assert result['after_stop'] and not result['schema_touched']
+    assert 'the database was left as it was (its schema was not touched)' in result['restored']
+    assert not [c for c in fakes['backup'].calls if c['state'] == 'restored']
+
+
+def test_rollback_before_the_stop_touches_nothing_and_says_so(site, fakes):
+    fail_at(site, fakes, phase='pre')
+    result = run(rollback_args(site, failure='boom'))
+    assert result['result'] == 'failed' and not result['after_stop']
+    assert result['restored'] == 'nothing was stopped, the old version kept running'
+    assert open(os.path.join(site['root'], 'VERSION')).read().strip() == '4.3.0'
+    assert not fakes['services'].calls and not os.path.exists(site['root'] + '_staging')
+    assert entries(site)[-1]['result'] == 'failed'
+
+
+def test_rollback_journals_a_failure_the_engine_did_not_see(site, fakes):
+    result = run(rollback_args(site, failed_step='stop', failure='the task timed out'))
+    assert result['failure'] == 'step stop failed: the task timed out' and result['after_stop']
+    assert [(e['step'], e['result']) for e in entries(site)][-2:] == [('stop', 'failed'), ('finish', 'rolled_back')]
+
+
+def test_rollback_that_fails_closes_the_attempt_as_failed_and_says_so(site, fakes):
+    fail_at(site, fakes)
+    fakes['backup'].failure = lambda params: params['state'] == 'restored'
+    result = run(rollback_args(site), FailJson)
+    assert 'the rollback failed too: boom in db_backup' in result['msg'] and result['result'] == 'failed'
+    assert (entries(site)[-1]['step'], entries(site)[-1]['result']) == ('finish', 'failed')
+
+
+def test_rollback_refuses_while_another_run_holds_the_lock(site, fakes):
+    fail_at(site, fakes)
+    lock = os.path.join(os.path.dirname(site['journal']), 'upgrade.lock')
+    with open(lock, 'w') as handle:
+        json.dump(dict(run_id='other'), handle)
+    before = open(site['journal']).read()
+    result = run(rollback_args(site), FailJson)
+    assert 'held by run other' in result['msg'] and open(site['journal']).read() == before
+    assert open(os.path.join(site['root'], 'VERSION')).read().strip() == '4.4.0'
+
+
+def test_rollback_in_check_mode_says_what_it_would_do(site, fakes):
+    fail_at(site, fakes)
+    before = open(site['journal']).read()
+    result = run(dict(rollback_args(site), _ansible_check_mode=True))
+    assert result['changed'] and result['after_stop'] and result['schema_touched']
+    assert open(site['journal']).read() == before
+
+
+def test_posix_host_writes_atomically_and_removes_links_not_their_targets(tmp_path):
+    target = tmp_path / 'keep'
+    target.mkdir()
+    (target / 'file').write_text('x')
+    link = tmp_path / 'link'
+    link.symlink_to(target)
+    host.PosixHost.remove_tree(str(link))
+    assert not os.path.lexists(str(link)) and (target / 'file').read_text() == 'x'
+    inner = tmp_path / 'tree'
+    inner.mkdir()
+    (inner / 'out').symlink_to(target)
+    host.PosixHost.remove_tree(str(inner))
+    assert not inner.exists() and (target / 'file').exists()
+    path = str(tmp_path / 'script.sh')
+    host.PosixHost.write_atomic(path, 'one\n', 0o755)
+    host.PosixHost.write_atomic(path, 'two\n', 0o700)
+    assert open(path).read() == 'two\n' and os.stat(path).st_mode & 0o777 == 0o700
+    assert sorted(os.listdir(str(tmp_path))) == ['keep', 'script.sh']
+    out = host.PosixHost.run([sys.executable, '-c', 'print("hi")'], timeout=30)
+    assert out['rc'] == 0 and out['stdout'] == 'hi\n'
+    with pytest.raises(host.StepFailed):
+        host.PosixHost.run([sys.executable, '-c', 'import time; time.sleep(5)'], timeout=0.5)
+    assert host.PosixHost.free_space(str(tmp_path)) > 0 and host.PosixHost.clock()['utc'].endswith('+00:00')
