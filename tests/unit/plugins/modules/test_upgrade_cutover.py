@@ -263,7 +263,7 @@ class EchoesPassword(FakeUtil):
 def test_login_password_reaches_the_steps_and_is_masked_in_the_journal(site, fakes, monkeypatch):
     secret = 'Pw-unit-4711-secret'
     schema = EchoesPassword(dict(SCHEMA_SPEC, login_password=dict(type='str', no_log=True)))
-    monkeypatch.setattr(cutover, '_schema_update', schema)
+    monkeypatch.setattr(host, '_schema_update', schema)
     result = run(args(site, login_password=secret), FailJson)
     assert result['failed_step'] == 'migrate_offline'
     # given to backup and migrate, which set none of their own
