@@ -357,16 +357,18 @@ def release_files(version, broken=False, payload_mb=0):
     return files
 
 
-def make_release(root, version, broken=False, payload_mb=0):
+def make_release(root, version, broken=False, payload_mb=0, files=None, top=None):
     """Write releases/pmod-<version>.tar.gz and its .sha256; return the tarball path.
 
-    ``payload_mb``: add that many MB of stand-in libraries (the benchmark's realistic release size)."""
+    ``payload_mb``: add that many MB of stand-in libraries (the benchmark's realistic release size).
+    ``files`` ({path: (bytes, mode)}, default :func:`release_files`) and ``top`` (the folder at the archive's top,
+    default ``pmod-<version>``): a release as a vendor might really ship it, faults included (the fault tests)."""
     rel = os.path.join(root, 'releases')
     os.makedirs(rel, exist_ok=True)
     path = os.path.join(rel, 'pmod-%s.tar.gz' % version)
-    top = 'pmod-%s' % version
+    top = top or 'pmod-%s' % version
     buf = io.BytesIO()
-    files = release_files(version, broken, payload_mb)
+    files = release_files(version, broken, payload_mb) if files is None else files
     with tarfile.open(fileobj=buf, mode='w:gz', format=tarfile.PAX_FORMAT, compresslevel=6 if payload_mb else 9) as tar:
         for name in sorted(files):
             data, mode = files[name]
