@@ -8,10 +8,9 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-if os.path.join(ROOT, 'lab') not in sys.path:
+if os.path.join(ROOT, 'lab') not in sys.path:     # for the tests' own "import build_lab"
     sys.path.insert(0, os.path.join(ROOT, 'lab'))
 
-import build_lab  # noqa: E402  pylint: disable=wrong-import-position,import-error
 from harness import run_playbook  # noqa: E402  pylint: disable=wrong-import-position
 
 PLAYBOOK = os.path.join(ROOT, 'playbooks', 'upgrade.yml')

@@ -46,7 +46,7 @@ def lab(tmp_path):
     site.set_var('server_upgrade_verify_wait', 10)    # a failing health check costs 10 s, not the profile's 60
     yield site
     for path in reversed(site.mounts):
-        subprocess.run(['umount', path], check=False)
+        subprocess.run(['umount', '--lazy', path], check=False)
     build_lab.teardown(root, quiet=True)
 
 
@@ -57,7 +57,8 @@ def mount(lab, path, *args):
 
 
 def umount(lab, path):
-    subprocess.run(['umount', path], check=True)
+    # lazily: the services started in the folder keep it as their working folder (the same files, mounted or not)
+    subprocess.run(['umount', '--lazy', path], check=True)
     lab.mounts.remove(path)
 
 
