@@ -56,6 +56,7 @@ from pmod import build as pmod_build  # noqa: E402  pylint: disable=wrong-import
 # this module's API for the tests and the benchmark (the default product's releases and rows, the variants' parts)
 OLD_VERSION, NEW_VERSION = pmod_build.OLD_VERSION, pmod_build.NEW_VERSION
 make_release = pmod_build.make_release
+release_files = pmod_build.release_files
 sample_rows = pmod_build.sample_rows
 ORTHANC = labkit.ORTHANC
 read_properties = labkit.read_properties

@@ -80,13 +80,15 @@ def release_files(version, broken=False, payload_mb=0):
     return files
 
 
-def make_release(root, version, broken=False, payload_mb=0):
+def make_release(root, version, broken=False, payload_mb=0, files=None, top=None):
     """Write releases/pmod-<version>.tar.gz and its .sha256; return the tarball path.
 
-    ``payload_mb``: add that many MB of stand-in libraries (the benchmark's realistic release size)."""
+    ``payload_mb``: add that many MB of stand-in libraries (the benchmark's realistic release size).
+    ``files`` ({path: (bytes, mode)}, default :func:`release_files`) and ``top`` (the folder at the archive's top,
+    default ``pmod-<version>``): a release as a vendor might really ship it, faults included (the fault tests)."""
     path = os.path.join(root, 'releases', 'pmod-%s.tar.gz' % version)
-    return labkit.write_tarball(path, 'pmod-%s' % version, release_files(version, broken, payload_mb),
-                                compresslevel=6 if payload_mb else 9)
+    files = release_files(version, broken, payload_mb) if files is None else files
+    return labkit.write_tarball(path, top or 'pmod-%s' % version, files, compresslevel=6 if payload_mb else 9)
 
 
 def make_releases(root, payload_mb=0):
