@@ -238,7 +238,7 @@ def archive_escapes(members):
             links[key] = linkname
             parent = '/'.join(where[:-1])
             if resolve(posixpath.join(parent, linkname) if parent else linkname, follow_last=True) is None:
-                bad.append('%s -> %s: symlink leads outside' % (name, linkname))
+                bad.append('%s -> %s: symlink leads outside (or loops)' % (name, linkname))
                 del links[key]
                 continue
         elif kind == 'hardlink':
