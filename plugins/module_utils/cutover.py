@@ -25,6 +25,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.clinops.upgrade.plugins.module_utils import db_backup as _db_backup
 from ansible_collections.clinops.upgrade.plugins.module_utils import dicom as _dicom
 from ansible_collections.clinops.upgrade.plugins.module_utils import journal as _journal
+from ansible_collections.clinops.upgrade.plugins.module_utils import paths as _paths
 from ansible_collections.clinops.upgrade.plugins.module_utils import prefs as _prefs
 from ansible_collections.clinops.upgrade.plugins.module_utils import schema_update as _schema_update
 from ansible_collections.clinops.upgrade.plugins.module_utils import service_stop_ordered as _services
@@ -123,17 +124,27 @@ def fsync_dir(path):
         os.close(fd)
 
 
-def _inside(base, name):
-    """The path of archive member ``name`` under ``base``, or None when it would leave ``base``."""
-    if not name or name.startswith('/') or '\0' in name:
-        return None
-    path = os.path.normpath(os.path.join(base, name))
-    return path if path == base or path.startswith(base.rstrip('/') + '/') else None
+def _tar_kind(member):
+    if member.isdir():
+        return 'dir'
+    if member.issym():
+        return 'symlink'
+    if member.islnk():
+        return 'hardlink'
+    return 'file' if member.isfile() else 'other'
+
+
+def _refuse_escapes(archive, members):
+    """Replay the members on a virtual tree (``paths.archive_escapes``); refuse the archive when one would leave."""
+    bad = _paths.archive_escapes(members)
+    if bad:
+        raise StepFailed('%s has members that would leave the staging folder, nothing was unpacked: %s' % (archive, '; '.join(bad[:5])))
 
 
 def extract(archive, dest, only=None):
     """Unpack a release (.tar, .tar.gz/.tgz/.tar.bz2/.tar.xz, or .zip) into ``dest``; only members under ``only`` when
-    given. Members that would leave ``dest`` (absolute, ``..``, links pointing out, devices) are refused, not skipped."""
+    given. Members that would leave ``dest`` (absolute, ``..``, symlinks leading out, members written through a symlink
+    member, hard links to a path outside or to a symlink, devices) are refused before the first one is written."""
     dest = os.path.abspath(dest)
     prefix = only.strip('/') + '/' if only else None
 
@@ -144,26 +155,15 @@ def extract(archive, dest, only=None):
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zipped:
             members = [m for m in zipped.infolist() if wanted(m.filename)]
-            bad = [m.filename for m in members if _inside(dest, m.filename) is None]
-            if bad:
-                raise StepFailed('%s has members that would leave the staging folder: %s' % (archive, ', '.join(bad[:5])))
+            # zipfile writes a symlink entry as a plain file holding the target's name: only names can leave
+            _refuse_escapes(archive, [(m.filename, 'dir' if m.is_dir() else 'file', '') for m in members])
             for member in members:
                 zipped.extract(member, dest)
         return len(members)
     try:
         with tarfile.open(archive) as tar:
             members = [m for m in tar.getmembers() if wanted(m.name)]
-            bad = []
-            for member in members:
-                target = _inside(dest, member.name)
-                if target is None or member.isdev() or not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-                    bad.append(member.name)
-                elif member.issym() and _inside(dest, os.path.join(os.path.dirname(member.name), member.linkname)) is None:
-                    bad.append('%s -> %s' % (member.name, member.linkname))
-                elif member.islnk() and _inside(dest, member.linkname) is None:
-                    bad.append('%s => %s' % (member.name, member.linkname))
-            if bad:
-                raise StepFailed('%s has members that would leave the staging folder: %s' % (archive, ', '.join(bad[:5])))
+            _refuse_escapes(archive, [(m.name, _tar_kind(m), m.linkname) for m in members])
             for member in members:
                 member.mode &= ~(stat.S_ISUID | stat.S_ISGID)
                 if hasattr(tarfile, 'data_filter'):
@@ -173,6 +173,14 @@ def extract(archive, dest, only=None):
         return len(members)
     except (tarfile.TarError, EOFError, zipfile.BadZipFile) as exc:
         raise StepFailed('cannot unpack %s: %s' % (archive, exc)) from exc
+
+
+def _refuse_links(*labelled):
+    """Refuse when one of the ``(label, path)`` is a symlink: the swap and the cleanup move folders, never links."""
+    for label, path in labelled:
+        if path and os.path.islink(path.rstrip('/')):
+            raise StepFailed('%s %s is a symlink (to %s); the swap moves and removes real folders only, nothing was moved'
+                             % (label, path, os.readlink(path.rstrip('/'))))
 
 
 def check_problems(checks):
@@ -204,6 +212,23 @@ def migrate_params(migrate):
     return dict(migrate) if migrate.get('command') else dict(migrate, phase='offline')
 
 
+def path_problems(p):
+    """No path option may carry ``..``; the folder names inside the archives must be plain relative paths."""
+    problems = []
+    for key in ('journal', 'install_root', 'staged', 'artifact', 'staging_dir', 'old_artifact', 'supervisor_config'):
+        try:
+            _paths.check_option_path(p.get(key), key)
+        except _paths.PathEscape as exc:
+            problems.append(str(exc))
+    for key in ('top_dir', 'old_top_dir', 'defaults_dir'):
+        if p.get(key):
+            try:
+                _paths.split_relative(p[key], key)
+            except _paths.PathEscape as exc:
+                problems.append(str(exc))
+    return problems
+
+
 def validate_steps(module):
     """Every input problem of every step, found before the first step stops anything (secrets get masked too)."""
     p = module.params
@@ -213,6 +238,7 @@ def validate_steps(module):
     for key in ('journal', 'install_root', 'staged', 'artifact', 'staging_dir', 'old_artifact'):
         if p.get(key) and not os.path.isabs(p[key]):
             errors.append('%s must be an absolute path, not %r' % (key, p[key]))
+    errors.extend(path_problems(p))
     if 'stage' in p['steps'] and not (p.get('artifact') and p.get('staging_dir') and p.get('top_dir')):
         errors.append('the step stage needs artifact, staging_dir and top_dir')
     if 'cleanup' in p['steps'] and not p.get('staging_dir'):
@@ -280,9 +306,12 @@ class Cutover:
         return self.p.get('staged') or self.data.get('staged') or ''
 
     def do_stage(self):
-        staging = self.p['staging_dir']
+        staging = self.p['staging_dir'].rstrip('/')
         if os.path.islink(staging) or (os.path.exists(staging) and not os.path.isdir(staging)):
-            raise StepFailed('%s is not a folder; nothing was unpacked' % staging)
+            raise StepFailed('%s is not a folder (a symlink or a file); nothing was unpacked or removed' % staging)
+        if os.path.islink(os.path.dirname(staging)):
+            raise StepFailed('the folder %s holding staging_dir is a symlink (to %s); nothing was unpacked or removed'
+                             % (os.path.dirname(staging), os.readlink(os.path.dirname(staging))))
         if os.path.isdir(staging):
             shutil.rmtree(staging)  # what an interrupted staging left behind
         os.makedirs(os.path.join(staging, 'defaults'), 0o750)
@@ -301,15 +330,21 @@ class Cutover:
 
     def do_cleanup(self):
         staging = self.p['staging_dir']
-        if os.path.isdir(staging) and not os.path.islink(staging):
-            shutil.rmtree(staging)
+        if os.path.islink(staging.rstrip('/')):
+            self.module.warn('staging_dir %s is a symlink; it is left alone (cleanup never removes through a link)' % staging)
+        elif os.path.isdir(staging):
+            shutil.rmtree(staging)  # removes links inside as links, never what they point to
         root = self.p['install_root'].rstrip('/')
         parent, base = os.path.split(root)
         pattern = re.compile('^' + re.escape(base + self.p['old_suffix']) + '[0-9]{4}$')
-        olds = sorted(n for n in os.listdir(parent or '.') if pattern.match(n) and os.path.isdir(os.path.join(parent, n)))
+        names = sorted(n for n in os.listdir(parent or '.') if pattern.match(n))
+        links = [n for n in names if os.path.islink(os.path.join(parent, n))]
+        if links:
+            self.module.warn('%s: symlinks named like old installations are left alone: %s' % (parent, ', '.join(links)))
+        olds = [n for n in names if n not in links and os.path.isdir(os.path.join(parent, n))]
         removed = olds[:max(0, len(olds) - self.p['keep_old'])]
         for name in removed:
-            shutil.rmtree(os.path.join(parent, name))
+            shutil.rmtree(os.path.join(parent, name))  # raises rather than follow a folder swapped for a link meanwhile
         return dict(removed_old=[os.path.join(parent, n) for n in removed])
 
     def prepare_swap(self):
@@ -321,6 +356,11 @@ class Cutover:
     def do_swap(self):
         root, staged = self.p['install_root'], self.staged
         old_dir = self.data.get('old_dir') or ''
+        _refuse_links(('install_root', root), ('the staged release', staged), ('the old folder', old_dir))
+        staging = self.p.get('staging_dir')
+        if staging and os.path.isdir(staged) and not _paths.is_within(os.path.realpath(staged), os.path.realpath(staging)):
+            raise StepFailed('the staged release %s leads outside staging_dir %s (to %s); nothing was moved'
+                             % (staged, staging, os.path.realpath(staged)))
         if read_version(root, self.p['version_file']) == self.p['target'] and not os.path.isdir(staged):
             return dict(old_dir=old_dir)  # done by an interrupted run
         if not os.path.isdir(staged):
