@@ -124,16 +124,6 @@ def fsync_dir(path):
         os.close(fd)
 
 
-def _tar_kind(member):
-    if member.isdir():
-        return 'dir'
-    if member.issym():
-        return 'symlink'
-    if member.islnk():
-        return 'hardlink'
-    return 'file' if member.isfile() else 'other'
-
-
 def _refuse_escapes(archive, members):
     """Replay the members on a virtual tree (``paths.archive_escapes``); refuse the archive when one would leave."""
     bad = _paths.archive_escapes(members)
@@ -163,7 +153,7 @@ def extract(archive, dest, only=None):
     try:
         with tarfile.open(archive) as tar:
             members = [m for m in tar.getmembers() if wanted(m.name)]
-            _refuse_escapes(archive, [(m.name, _tar_kind(m), m.linkname) for m in members])
+            _refuse_escapes(archive, [_paths.tar_member(m) for m in members])
             for member in members:
                 member.mode &= ~(stat.S_ISUID | stat.S_ISGID)
                 if hasattr(tarfile, 'data_filter'):

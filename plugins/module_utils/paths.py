@@ -17,6 +17,7 @@ folder it was told to work in.  These helpers check a relative path under a root
   instead of being followed;
 * :func:`link_target_inside` tells whether a symlink's text, recreated at another place under another root, stays
   inside it;
+* :func:`check_name_part` refuses a value that becomes part of a file name (a backup label) when it could name a folder;
 * :func:`archive_escapes` replays an archive's member list (names, symlinks, hard links) on a virtual tree and
   names the members that would leave the folder they are unpacked into.
 """
@@ -168,6 +169,28 @@ def read_under(root, rel, limit=None, label='path'):
         return handle.read() if limit is None else handle.read(limit + 1)
 
 
+def check_name_part(value, label):
+    """Refuse a value that becomes part of a file name when it could name another folder (``/``, ``\\``, ``..``, NUL)."""
+    if value is None:
+        return None
+    if any(c in value for c in ('/', '\\', '\x00')) or '..' in value:
+        raise PathEscape('%s %r may not contain "/", "\\", ".." or a NUL byte: it is part of a file name; refused' % (label, value))
+    return value
+
+
+def tar_member(member):
+    """``(name, kind, linkname)`` of a ``tarfile.TarInfo`` for :func:`archive_escapes`."""
+    if member.isdir():
+        kind = 'dir'
+    elif member.issym():
+        kind = 'symlink'
+    elif member.islnk():
+        kind = 'hardlink'
+    else:
+        kind = 'file' if member.isfile() else 'other'
+    return member.name, kind, member.linkname
+
+
 def link_target_inside(link_rel, target):
     """True when a symlink at ``link_rel`` (relative ``/`` path) whose text is ``target`` stays inside its root, by text.
 
@@ -180,7 +203,7 @@ def link_target_inside(link_rel, target):
     return not (joined == '..' or joined.startswith('../') or joined.startswith('/'))
 
 
-def archive_escapes(members):
+def archive_escapes(members, links_may_leave=False):
     """Names of archive members that would leave the folder they are unpacked into.
 
     ``members``: ``(name, kind, linkname)`` in archive order, ``kind`` one of ``file``, ``dir``, ``symlink``,
@@ -188,6 +211,9 @@ def archive_escapes(members):
     symlink member followed by a member written through it (``a -> /tmp`` then ``a/x``, or ``a -> b/..`` after
     ``b -> .``), a symlink whose target leaves, a hard link to a path outside or to a symlink member, absolute
     names and ``..``.  Returns ``['name: why', ...]`` (empty when the archive stays inside).
+
+    With ``links_may_leave`` (a backup of a folder, restored as it was) a symlink member may point outside: it is
+    recreated as a link, but a member written through it is still refused.
     """
     links = {}
     kinds = {}
@@ -232,12 +258,19 @@ def archive_escapes(members):
             continue
         key = '/'.join(where)
         if kind == 'symlink':
-            if not linkname or linkname.startswith('/'):
-                bad.append('%s -> %s: absolute symlink' % (name, linkname))
+            if not linkname:
+                bad.append('%s: symlink without a target' % name)
+                continue
+            if linkname.startswith('/'):
+                if not links_may_leave:
+                    bad.append('%s -> %s: absolute symlink' % (name, linkname))
+                    continue
+                links[key] = linkname  # resolving through it leaves: what is written through it is refused
+                kinds[key] = kind
                 continue
             links[key] = linkname
             parent = '/'.join(where[:-1])
-            if resolve(posixpath.join(parent, linkname) if parent else linkname, follow_last=True) is None:
+            if resolve(posixpath.join(parent, linkname) if parent else linkname, follow_last=True) is None and not links_may_leave:
                 bad.append('%s -> %s: symlink leads outside (or loops)' % (name, linkname))
                 del links[key]
                 continue

@@ -152,3 +152,13 @@ def test_archive_that_stays_inside_passes():
     members = [('./rel', 'dir', ''), ('rel/bin', 'dir', ''), ('rel/bin/run', 'file', ''), ('rel/current', 'symlink', 'bin'),
                ('rel/current/x', 'file', ''), ('rel/lib', 'symlink', './bin/../bin'), ('rel/hard', 'hardlink', 'rel/bin/run')]
     assert paths.archive_escapes(members) == []
+
+
+def test_archive_of_a_backup_keeps_links_out_but_refuses_writes_through_them():
+    members = [('data', 'dir', ''), ('data/logs', 'symlink', '/var/log/app'), ('data/up', 'symlink', '../../x'),
+               ('data/ok', 'file', '')]
+    assert paths.archive_escapes(members, links_may_leave=True) == []
+    assert len(paths.archive_escapes(members)) == 2
+    through = members + [('data/logs/x', 'file', ''), ('data/up/y', 'file', '')]
+    bad = paths.archive_escapes(through, links_may_leave=True)
+    assert [b.split(':')[0] for b in bad] == ['data/logs/x', 'data/up/y']
