@@ -61,12 +61,21 @@ options:
       - V(stage) unpacks O(artifact) into O(staging_dir) (and the old release's O(defaults_dir) from O(old_artifact));
         V(cleanup) removes O(staging_dir) and keeps the O(keep_old) newest old installations. A client runs
         V(stage), V(swap), V(prefs), V(verify), V(cleanup) in one call.
+      - No path leaves its folder. V(stage) refuses the whole archive, before writing any member, when a member would
+        leave O(staging_dir) (an absolute name, C(..), a symlink leading out, a member written through a symlink
+        member, a hard link to a path outside or to a symlink, a device). V(swap) refuses when O(install_root), the
+        staged release or the old folder is a symlink, or the staged release leads outside O(staging_dir).
+        V(cleanup) never removes through a symlink; a symlinked O(staging_dir) or old installation is left alone
+        with a warning.
     type: list
     elements: str
     choices: [stage, stop, backup, swap, prefs, migrate_offline, start, verify, cleanup]
     default: [stop, backup, swap, prefs, migrate_offline, start, verify]
   install_root:
-    description: The installation folder the services run from.
+    description:
+      - The installation folder the services run from.
+      - Must be the real folder, not a symlink. Like every path option of this module, a path with a C(..)
+        component is refused before anything is done.
     type: path
     required: true
   staged:
@@ -81,15 +90,16 @@ options:
     description:
       - Folder beside the installation that V(stage) unpacks into (what an interrupted run left there is removed first)
         and V(cleanup) removes.
+      - V(stage) refuses it when it or the folder holding it is a symlink.
     type: path
   top_dir:
-    description: The folder at the top of O(artifact) that becomes the installation.
+    description: The folder at the top of O(artifact) that becomes the installation (relative; C(..) is refused).
     type: str
   old_artifact:
     description: The installed version's release archive, whose pristine preferences tell site values from old defaults.
     type: path
   old_top_dir:
-    description: The folder at the top of O(old_artifact).
+    description: The folder at the top of O(old_artifact) (relative; C(..) is refused).
     type: str
   defaults_dir:
     description:
