@@ -1152,7 +1152,11 @@ class Tree:
                                      % (self.label, rel, os.readlink(path), self.root, real))
                 if matched:
                     self._link(path, rel)
-                continue
+                    continue
+                if rel != start or not os.path.isdir(real):
+                    continue
+                # the item names a path through this inside folder link (conf/*.properties with conf -> settings)
+                path, st = real, os.stat(real)
             if stat.S_ISDIR(st.st_mode):
                 depth = len(rel.split('/')) if rel else 0
                 if not matched and depth_limit is not None and depth >= depth_limit:
@@ -1321,7 +1325,8 @@ class Migration:
         if self.module._diff:
             before = None
             if dest_st is not None:
-                before = ('symlink to %s\n' % os.readlink(target)).encode() if stat.S_ISLNK(dest_st.st_mode) else dest_st.st_size
+                before = (('symlink to %s\n' % os.readlink(target)).encode() if stat.S_ISLNK(dest_st.st_mode)
+                          else self._diff_bytes(target, dest_st))
             self.diffs.append(file_diff(rel, before, ('symlink to %s\n' % text).encode()))
 
     def _same_content(self, src_path, src_st, target, dest_st):

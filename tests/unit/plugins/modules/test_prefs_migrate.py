@@ -248,6 +248,16 @@ def test_symlink_inside_root_copied_as_symlink(roots):
     assert again['changed'] is False
 
 
+def test_item_through_an_inside_folder_link_is_read(roots):
+    """conf -> settings inside src: the item conf/*.properties names files through it; they are carried as files."""
+    os.rename(os.path.join(roots['src'], 'conf'), os.path.join(roots['src'], 'settings'))
+    os.symlink('settings', os.path.join(roots['src'], 'conf'))
+    result = run(dict(roots, items=[dict(path='conf/*.properties', mode='merge')]))
+    assert result['merged'][0]['path'] == 'conf/server.properties' and result['changed'] is True
+    assert b'port=9090' in read(os.path.join(roots['dest'], 'conf/server.properties'))
+    assert not os.path.islink(os.path.join(roots['dest'], 'conf'))
+
+
 def test_symlinked_folder_out_refused(roots, tmp_path):
     """The issue's case: old/escape -> /etc, item escape/hostname (here a private copy of /etc)."""
     etc = tmp_path / 'etc'
