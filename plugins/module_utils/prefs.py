@@ -1276,13 +1276,17 @@ class Migration:
                 continue
             target = os.path.join(self.dest, rel)
             if rel in src_tree.links:
+                if item['mode'] == 'merge' and os.path.isfile(target) and not os.path.islink(target):
+                    # a merge reads the old values through the inside link; the new file stays a file
+                    self._plan_merge(rel, item, target, self._dest_stat(rel, target, dest_real))
+                    continue
                 self._plan_link(rel, src_tree.links[rel], target, dest_real)
                 continue
             dest_st = self._dest_stat(rel, target, dest_real)
             src_path = os.path.join(self.src, rel)
             src_st = src_tree.files[rel]
             if item['mode'] == 'merge' and dest_st is not None:
-                self._plan_merge(rel, item, src_path, target, dest_st)
+                self._plan_merge(rel, item, target, dest_st)
             else:
                 if item['mode'] == 'merge':
                     resolve_format(item['format'], rel)
@@ -1352,7 +1356,7 @@ class Migration:
         if self.module._diff:
             self.diffs.append(file_diff(rel, self._diff_bytes(target, dest_st), self._diff_bytes(src_path, src_st), key_file=key))
 
-    def _plan_merge(self, rel, item, src_path, target, dest_st):
+    def _plan_merge(self, rel, item, target, dest_st):
         fmt = resolve_format(item['format'], rel)
         old = _read(self.src, rel, MERGE_LIMIT, 'src')
         new = _read(self.dest, rel, MERGE_LIMIT, 'dest')

@@ -258,6 +258,16 @@ def test_item_through_an_inside_folder_link_is_read(roots):
     assert not os.path.islink(os.path.join(roots['dest'], 'conf'))
 
 
+def test_merge_reads_an_inside_link_and_keeps_the_new_file(roots):
+    conf = os.path.join(roots['src'], 'conf')
+    os.rename(os.path.join(conf, 'server.properties'), os.path.join(conf, 'site.properties'))
+    os.symlink('site.properties', os.path.join(conf, 'server.properties'))
+    result = run(dict(roots, items=[dict(path='conf/server.properties', mode='merge')]))
+    assert result['merged'][0]['keys'] == ['port', 'db.password']
+    target = os.path.join(roots['dest'], 'conf/server.properties')
+    assert not os.path.islink(target) and read(target) == b'# new\r\nport=9090\r\ndb.password=geheim\r\nfresh=1\r\n'
+
+
 def test_symlinked_folder_out_refused(roots, tmp_path):
     """The issue's case: old/escape -> /etc, item escape/hostname (here a private copy of /etc)."""
     etc = tmp_path / 'etc'
