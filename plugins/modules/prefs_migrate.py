@@ -84,7 +84,8 @@ options:
           - Absolute paths and C(..) are refused; so are special files and symlinks (or junctions) leading outside
             their root, whichever component of the path they are.
           - A symlink inside the root that points inside is carried as a symlink, not followed; a linked folder
-            is not descended.
+            is not descended. A V(merge) onto an existing file reads the old values through such a link, and a path
+            written through an inside folder link (C(conf/*.properties) with C(conf -> settings)) is read through it.
         type: str
         required: true
       mode:
