@@ -26,6 +26,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_bytes, to_native
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.clinops.upgrade.plugins.module_utils.paths import PathEscape, check_option_path
 from ansible_collections.clinops.upgrade.plugins.module_utils.prefs import (
     DIFF_LIMIT, PrefsError, check_item_path, file_diff, is_inside, is_key_file, item_matches, literal_prefix,
     merge, pattern_regex, prefs_argument_spec, resolve_format, select_files,
@@ -95,6 +96,12 @@ class WindowsMigration:
         self.task_vars = task_vars
         self.check_mode = bool(action._task.check_mode)
         self.diff_mode = bool(action._task.diff)
+        for option in ('src', 'dest', 'defaults', 'backup_dir'):
+            try:
+                check_option_path(args.get(option), option)  # before win_norm, which would fold the '..' away
+            except PathEscape as exc:
+                raise PrefsError(str(exc)) from None
+        self.stats = {}  # win_key -> win_stat without following the last component
         self.src = win_norm(args['src'])
         self.dest = win_norm(args['dest'])
         self.defaults = win_norm(args['defaults']) if args.get('defaults') else None
@@ -119,6 +126,34 @@ class WindowsMigration:
             args['checksum_algorithm'] = 'sha256'
         return self.call('ansible.windows.win_stat', args).get('stat', {})
 
+    def link_stat(self, path):
+        """win_stat of ``path`` itself (a link is not followed), asked once per run."""
+        key = win_key(path)
+        if key not in self.stats:
+            self.stats[key] = self.stat(path)
+        return self.stats[key]
+
+    def refuse_links_out(self, root, rel, label):
+        """Look at every component of ``root\\rel`` on its own; refuse a symlink or junction leading outside ``root``.
+
+        Windows follows a junction in the middle of a path silently, so each component is asked about by win_stat
+        (``islnk``/``isjunction``, ``lnk_source``) one by one, from the root down.
+        """
+        root_key = win_key(root)
+        parts = [p for p in rel.replace('\\', '/').split('/') if p not in ('', '.')]
+        for index in range(1, len(parts) + 1):
+            path = win_join(root, '/'.join(parts[:index]))
+            st = self.link_stat(path)
+            if not st.get('exists'):
+                return
+            if st.get('islnk') or st.get('isjunction'):
+                target = st.get('lnk_source') or st.get('lnk_target') or ''
+                if not ntpath.isabs(target):
+                    target = ntpath.join(ntpath.dirname(path), target)
+                if not is_inside(win_key(target), root_key):
+                    raise PrefsError('%s %s: %s is a %s to %s, which leads outside %s; refused, nothing was written' % (
+                        label, rel, '/'.join(parts[:index]), 'junction' if st.get('isjunction') else 'symlink', target, root))
+
     def read(self, path):
         res = self.call('ansible.windows.slurp', dict(src=path))
         return base64.b64decode(res['content'])
@@ -129,6 +164,8 @@ class WindowsMigration:
         start = literal_prefix(pattern)
         start_path = win_join(root, start) if start else root
         files = {}
+        if start:
+            self.refuse_links_out(root, start, label)
         top = self.stat(start_path)
         if not top.get('exists'):
             return files
@@ -142,11 +179,12 @@ class WindowsMigration:
         root_key = win_key(root)
         for entry in entries:
             path = win_norm(entry['path'])
+            self.stats.setdefault(win_key(path), dict(entry, exists=True))  # what refuse_links_out needs, without asking again
             rel = path[len(root_key) + 1:].replace('\\', '/') if win_key(path).startswith(root_key + '\\') else None
             if rel is None or not item_matches(regex, rel):
                 continue
             if entry.get('islnk') or entry.get('isjunction'):
-                target = entry.get('lnk_target') or ''
+                target = entry.get('lnk_source') or entry.get('lnk_target') or ''
                 if not ntpath.isabs(target):
                     target = ntpath.join(ntpath.dirname(path), target)
                 if not is_inside(win_key(target), root_key):
@@ -200,6 +238,10 @@ class WindowsMigration:
                     self.result['kept'].append(rel)
                 continue
             src_path, target = win_join(self.src, rel), win_join(self.dest, rel)
+            self.refuse_links_out(self.src, rel, 'src')
+            self.refuse_links_out(self.dest, rel, 'dest')
+            if self.backup_dir and rel in dest_files:
+                self.refuse_links_out(self.backup_dir, rel, 'backup_dir')
             if rel not in dest_files:
                 dest_st = self.stat(target)
                 if dest_st.get('exists'):
@@ -240,6 +282,7 @@ class WindowsMigration:
         defaults = None
         if self.defaults is not None:
             default_path = win_join(self.defaults, rel)
+            self.refuse_links_out(self.defaults, rel, 'defaults')
             st = self.stat(default_path)
             if st.get('exists') and not st.get('isdir'):
                 defaults = self.read(default_path)

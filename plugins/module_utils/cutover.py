@@ -21,6 +21,7 @@ import traceback
 from ansible.module_utils.common.parameters import remove_values
 from ansible_collections.clinops.upgrade.plugins.module_utils import dicom as _dicom
 from ansible_collections.clinops.upgrade.plugins.module_utils import journal as _journal
+from ansible_collections.clinops.upgrade.plugins.module_utils import paths as _paths
 from ansible_collections.clinops.upgrade.plugins.module_utils.host import (  # pylint: disable=unused-import
     PosixHost, StepFailed, SubModule, extract, fsync_dir, run_module)
 
@@ -105,6 +106,23 @@ def script_problems(scripts):
     return errors
 
 
+def path_problems(p):
+    """No path option may carry ``..``; the folder names inside the archives must be plain relative paths."""
+    problems = []
+    for key in ('journal', 'install_root', 'staged', 'artifact', 'staging_dir', 'old_artifact', 'supervisor_config'):
+        try:
+            _paths.check_option_path(p.get(key), key)
+        except _paths.PathEscape as exc:
+            problems.append(str(exc))
+    for key in ('top_dir', 'old_top_dir', 'defaults_dir'):
+        if p.get(key):
+            try:
+                _paths.split_relative(p[key], key)
+            except _paths.PathEscape as exc:
+                problems.append(str(exc))
+    return problems
+
+
 def share_login_password(module):
     """Give the module's login_password to the step options that connect to the database without one of their own, and mask
     every password in them from here on (before any of them is checked: a refusal of the input prints them too)."""
@@ -137,6 +155,7 @@ def validate_steps(module, host=None):
     for key in ('journal', 'install_root', 'staged', 'artifact', 'staging_dir', 'old_artifact'):
         if p.get(key) and not os.path.isabs(p[key]):
             errors.append('%s must be an absolute path, not %r' % (key, p[key]))
+    errors.extend(path_problems(p))
     if not rollback and 'stage' in p['steps'] and not (p.get('artifact') and p.get('staging_dir') and p.get('top_dir')):
         errors.append('the step stage needs artifact, staging_dir and top_dir')
     if not rollback and 'cleanup' in p['steps'] and not p.get('staging_dir'):
@@ -202,10 +221,20 @@ class Cutover:
     def staged(self):
         return self.p.get('staged') or self.data.get('staged') or ''
 
+    def refuse_links(self, *labelled):
+        """Refuse when one of the ``(label, path)`` is a symlink: the swap and the clean-up move real folders only."""
+        for label, path in labelled:
+            if path and self.host.islink(path):
+                raise StepFailed('%s %s is a symlink (to %s); the swap moves and removes real folders only, nothing was moved'
+                                 % (label, path, self.host.readlink(path)))
+
     def do_stage(self):
-        host, staging = self.host, self.p['staging_dir']
+        host, staging = self.host, self.p['staging_dir'].rstrip('/')
         if host.islink(staging) or (host.exists(staging) and not host.isdir(staging)):
-            raise StepFailed('%s is not a folder; nothing was unpacked' % staging)
+            raise StepFailed('%s is not a folder (a symlink or a file); nothing was unpacked or removed' % staging)
+        if host.islink(os.path.dirname(staging)):
+            raise StepFailed('the folder %s holding staging_dir is a symlink (to %s); nothing was unpacked or removed'
+                             % (os.path.dirname(staging), host.readlink(os.path.dirname(staging))))
         if host.isdir(staging):
             host.remove_tree(staging)  # what an interrupted staging left behind
         host.makedirs(os.path.join(staging, 'defaults'), 0o750)
@@ -272,6 +301,11 @@ class Cutover:
     def do_swap(self):
         host, root, staged = self.host, self.p['install_root'], self.staged
         old_dir = self.data.get('old_dir') or ''
+        self.refuse_links(('install_root', root), ('the staged release', staged), ('the old folder', old_dir))
+        staging = self.p.get('staging_dir')
+        if staging and host.isdir(staged) and not _paths.is_within(host.realpath(staged), host.realpath(staging)):
+            raise StepFailed('the staged release %s leads outside staging_dir %s (to %s); nothing was moved'
+                             % (staged, staging, host.realpath(staged)))
         if read_version(root, self.p['version_file'], host) == self.p['target'] and not host.isdir(staged):
             return dict(old_dir=old_dir)  # done by an interrupted run
         if not host.isdir(staged):
@@ -323,13 +357,18 @@ class Cutover:
 
     def do_cleanup(self):
         host, staging = self.host, self.p['staging_dir']
-        if host.isdir(staging) and not host.islink(staging):
-            host.remove_tree(staging)
+        if host.islink(staging):
+            self.module.warn('staging_dir %s is a symlink; it is left alone (cleanup never removes through a link)' % staging)
+        elif host.isdir(staging):
+            host.remove_tree(staging)  # removes links inside as links, never what they point to
         root = self.p['install_root'].rstrip('/')
         parent, base = os.path.split(root)
         pattern = re.compile('^' + re.escape(base + self.p['old_suffix']) + '[0-9]{4}$')
-        olds = sorted(n for n in host.listdir(parent or '.') if pattern.match(n) and host.isdir(os.path.join(parent, n))
-                      and not host.islink(os.path.join(parent, n)))
+        names = sorted(n for n in host.listdir(parent or '.') if pattern.match(n))
+        links = [n for n in names if host.islink(os.path.join(parent, n))]
+        if links:
+            self.module.warn('%s: symlinks named like old installations are left alone: %s' % (parent, ', '.join(links)))
+        olds = [n for n in names if n not in links and host.isdir(os.path.join(parent, n))]
         removed = olds[:max(0, len(olds) - self.p['keep_old'])]
         for name in removed:
             host.remove_tree(os.path.join(parent, name))

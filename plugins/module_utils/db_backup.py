@@ -32,12 +32,14 @@ import signal
 import sqlite3
 import stat
 import subprocess
+import tarfile
 import tempfile
 import time
 import urllib.parse
 
 from ansible.module_utils.common.text.converters import to_bytes, to_native, to_text
 
+from ansible_collections.clinops.upgrade.plugins.module_utils import paths as _paths
 from ansible_collections.clinops.upgrade.plugins.module_utils.database import (
     DEFAULT_PORTS,
     ENGINES,
@@ -1391,6 +1393,9 @@ class FilesEngine(_PathEngine):
 
     def probe(self):
         path = self.params['path']
+        if os.path.islink(path.rstrip('/')):
+            raise BackupError('path %s is a symlink (to %s): tar would archive the link, not the folder; give the real folder'
+                              % (path, os.readlink(path.rstrip('/'))))
         if not os.path.isdir(path):
             raise BackupError('folder %s does not exist' % path)
         _entries, size, _sizes = self.inventory(path)
@@ -1425,6 +1430,7 @@ class FilesEngine(_PathEngine):
         target_hint = os.path.abspath(target_hint).rstrip('/')
         scratch = os.path.join(os.path.dirname(target_hint),
                                '.%s.restoring.%s' % (os.path.basename(target_hint), secrets.token_hex(4)))
+        self.check_members(path, manifest)
         os.mkdir(scratch, 0o700)
         done = False
         try:
@@ -1440,6 +1446,36 @@ class FilesEngine(_PathEngine):
             if not done:
                 remove_path(scratch)
         return os.path.join(scratch, inner[0])
+
+    def check_members(self, path, manifest):
+        """Refuse an archive with a member that would leave the folder it is restored into, before tar writes any.
+
+        Python's tarfile reads the member list (through the decompressor); ``paths.archive_escapes`` replays it:
+        ``..``, absolute names, symlinks leading out, members written through a symlink, hard links to a symlink.
+        """
+        handle, dec = self.open_backup_stream(path, manifest)
+        proc = None
+        try:
+            stream = handle
+            if dec:
+                proc = subprocess.Popen(dec[0], stdin=handle, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=self.env(),
+                                        close_fds=True)
+                stream = proc.stdout
+            with tarfile.open(fileobj=stream, mode='r|') as tar:
+                members = [_paths.tar_member(m) for m in tar]
+        except (tarfile.TarError, EOFError) as exc:
+            raise BackupError('archive %s cannot be read to check its members: %s' % (path, exc)) from exc
+        finally:
+            handle.close()
+            if proc is not None:
+                proc.stdout.close()
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait()
+        bad = _paths.archive_escapes(members, links_may_leave=True)  # the folder's own links come back as links
+        if bad:
+            raise BackupError('archive %s has members that would leave the folder it is restored into, nothing was restored: %s'
+                              % (path, '; '.join(bad[:5])))
 
     def scratch_counts(self, handle):
         return self.row_counts(handle)
@@ -1690,6 +1726,13 @@ def validate_options(params):
         raise BackupError('keep must be 1 or more (the backup just taken is always kept)')
     if params.get('label') is not None and not params['label'].strip():
         raise BackupError('label must not be empty')
+    try:
+        for option in ('dest', 'backup', 'path', 'bin_dir') + (('target_database',) if engine in ('sqlite', 'files', 'firebird') else ()):
+            _paths.check_option_path(params.get(option), option)
+        _paths.check_name_part(params.get('label'), 'label')
+        _paths.check_name_part(params.get('name'), 'name')
+    except _paths.PathEscape as exc:
+        raise BackupError(str(exc)) from None
     mode = parse_mode(params.get('mode') if params.get('mode') is not None else '0600')
     if state == 'present':
         # render once now, so a bad template fails before anything is touched

@@ -39,6 +39,7 @@ import zipfile
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.clinops.upgrade.plugins.module_utils import db_backup as _db_backup
+from ansible_collections.clinops.upgrade.plugins.module_utils import paths as _paths
 from ansible_collections.clinops.upgrade.plugins.module_utils import prefs as _prefs
 from ansible_collections.clinops.upgrade.plugins.module_utils import schema_update as _schema_update
 from ansible_collections.clinops.upgrade.plugins.module_utils import service_stop_ordered as _services
@@ -109,17 +110,17 @@ def run_module(parent, name, util, params):
     raise StepFailed('%s ended without a result' % name)
 
 
-def _inside(base, name):
-    """The path of archive member ``name`` under ``base``, or None when it would leave ``base``."""
-    if not name or name.startswith('/') or '\0' in name:
-        return None
-    path = os.path.normpath(os.path.join(base, name))
-    return path if path == base or path.startswith(base.rstrip('/') + '/') else None
+def _refuse_escapes(archive, members):
+    """Replay the members on a virtual tree (``paths.archive_escapes``); refuse the archive when one would leave."""
+    bad = _paths.archive_escapes(members)
+    if bad:
+        raise StepFailed('%s has members that would leave the staging folder, nothing was unpacked: %s' % (archive, '; '.join(bad[:5])))
 
 
 def extract(archive, dest, only=None):
     """Unpack a release (.tar, .tar.gz/.tgz/.tar.bz2/.tar.xz, or .zip) into ``dest``; only members under ``only`` when
-    given. Members that would leave ``dest`` (absolute, ``..``, links pointing out, devices) are refused, not skipped."""
+    given. Members that would leave ``dest`` (absolute, ``..``, symlinks leading out, members written through a symlink
+    member, hard links to a path outside or to a symlink, devices) are refused before the first one is written."""
     dest = os.path.abspath(dest)
     prefix = only.strip('/') + '/' if only else None
 
@@ -130,26 +131,15 @@ def extract(archive, dest, only=None):
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zipped:
             members = [m for m in zipped.infolist() if wanted(m.filename)]
-            bad = [m.filename for m in members if _inside(dest, m.filename) is None]
-            if bad:
-                raise StepFailed('%s has members that would leave the staging folder: %s' % (archive, ', '.join(bad[:5])))
+            # zipfile writes a symlink entry as a plain file holding the target's name: only names can leave
+            _refuse_escapes(archive, [(m.filename, 'dir' if m.is_dir() else 'file', '') for m in members])
             for member in members:
                 zipped.extract(member, dest)
         return len(members)
     try:
         with tarfile.open(archive) as tar:
             members = [m for m in tar.getmembers() if wanted(m.name)]
-            bad = []
-            for member in members:
-                target = _inside(dest, member.name)
-                if target is None or member.isdev() or not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-                    bad.append(member.name)
-                elif member.issym() and _inside(dest, os.path.join(os.path.dirname(member.name), member.linkname)) is None:
-                    bad.append('%s -> %s' % (member.name, member.linkname))
-                elif member.islnk() and _inside(dest, member.linkname) is None:
-                    bad.append('%s => %s' % (member.name, member.linkname))
-            if bad:
-                raise StepFailed('%s has members that would leave the staging folder: %s' % (archive, ', '.join(bad[:5])))
+            _refuse_escapes(archive, [_paths.tar_member(m) for m in members])
             for member in members:
                 member.mode &= ~(stat.S_ISUID | stat.S_ISGID)
                 if hasattr(tarfile, 'data_filter'):
@@ -190,7 +180,16 @@ class PosixHost:
 
     @staticmethod
     def islink(path):
-        return os.path.islink(path)
+        return os.path.islink(path.rstrip('/') or '/')
+
+    @staticmethod
+    def readlink(path):
+        """Where a symlink leads (its text), for messages."""
+        return os.readlink(path.rstrip('/'))
+
+    @staticmethod
+    def realpath(path):
+        return os.path.realpath(path)
 
     @staticmethod
     def listdir(path):

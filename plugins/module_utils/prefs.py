@@ -48,6 +48,7 @@ import time
 import xml.parsers.expat
 
 from ansible.module_utils.common.text.converters import to_native
+from ansible_collections.clinops.upgrade.plugins.module_utils import paths as _paths
 
 FORMATS = ('properties', 'ini', 'json', 'xml')
 FORMAT_BY_EXTENSION = {
@@ -1103,27 +1104,39 @@ def sha256_file(path):
 
 
 class Tree:
-    """Finds the regular files an item matches under one root, refusing what may not be touched."""
+    """Finds the regular files and symlinks an item matches under one root, refusing what may not be touched.
+
+    Every path is checked component by component (``paths.resolve_under``): a symlink anywhere on the way that
+    leads outside the root is refused, naming it.  A symlink that stays inside is recorded in ``links`` to be
+    recreated as a symlink, never followed (not even into a folder).
+    """
 
     def __init__(self, root, label):
         self.root = root
         self.real = os.path.realpath(root)
         self.label = label
-        self.files = {}  # rel -> os.stat_result (symlinks inside the root followed)
+        self.files = {}  # rel -> os.stat_result of the regular file
+        self.links = {}  # rel -> the text of a symlink that stays inside the root
 
-    def _resolve(self, path, rel):
-        real = os.path.realpath(path)
-        if not is_inside(real, self.real):
-            raise PrefsError('%s %s is a symlink pointing outside %s (to %s); refused' % (self.label, rel, self.root, real))
-        return real
+    def _link(self, path, rel):
+        """Record the symlink ``rel`` (already checked to stay inside) or refuse it."""
+        target = os.readlink(path)
+        if not _paths.link_target_inside(rel, target):
+            # the text climbs out or is absolute, though it lands inside: recreate it relative, by where it lands
+            real = os.path.realpath(path)
+            target = os.path.relpath(real, os.path.join(self.real, os.path.dirname(rel))).replace(os.sep, '/')
+        self.links[rel] = target
 
     def scan(self, pattern):
-        """Add the files matching ``pattern`` to ``self.files``."""
+        """Add the files and inside symlinks matching ``pattern`` to ``self.files`` and ``self.links``."""
         regex = pattern_regex(pattern)
         segments = pattern.split('/')
         depth_limit = None if '**' in segments else len(segments)
         start = literal_prefix(pattern)
-        start_path = os.path.join(self.root, start) if start else self.root
+        try:
+            start_path = _paths.resolve_under(self.root, start, self.label, follow_last=False) if start else self.real
+        except _paths.PathEscape as exc:
+            raise PrefsError(str(exc)) from None
         if not os.path.lexists(start_path):
             return
         visited = set()
@@ -1131,10 +1144,19 @@ class Tree:
         while stack:
             rel, path = stack.pop()
             st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                real = self._resolve(path, rel or '.')
-                st = os.stat(real)
             matched = bool(rel) and item_matches(regex, rel)
+            if stat.S_ISLNK(st.st_mode):
+                real = os.path.realpath(path)
+                if not is_inside(real, self.real):
+                    raise PrefsError('%s %s is a symlink to %s, which leads outside %s (to %s); refused, nothing was written'
+                                     % (self.label, rel, os.readlink(path), self.root, real))
+                if matched:
+                    self._link(path, rel)
+                    continue
+                if rel != start or not os.path.isdir(real):
+                    continue
+                # the item names a path through this inside folder link (conf/*.properties with conf -> settings)
+                path, st = real, os.stat(real)
             if stat.S_ISDIR(st.st_mode):
                 depth = len(rel.split('/')) if rel else 0
                 if not matched and depth_limit is not None and depth >= depth_limit:
@@ -1162,12 +1184,15 @@ def _kind(mode):
     return 'unknown type'
 
 
-def _read(path, limit, rel):
-    size = os.path.getsize(path)
-    if size > limit:
-        raise PrefsError('%s is %d bytes, too large to merge; use mode copy' % (rel, size))
-    with open(path, 'rb') as handle:
-        return handle.read()
+def _read(root, rel, limit, label):
+    """The bytes of ``root/rel``, opened without following a symlink out of ``root`` (checked again right here)."""
+    try:
+        data = _paths.read_under(root, rel, limit, label)
+    except _paths.PathEscape as exc:
+        raise PrefsError(str(exc)) from None
+    if len(data) > limit:
+        raise PrefsError('%s is more than %d bytes, too large to merge; use mode copy' % (rel, limit))
+    return data
 
 
 class Migration:
@@ -1188,6 +1213,11 @@ class Migration:
 
     # ---------------------------------------------------------------- checks and plan
     def check(self):
+        for option in ('src', 'dest', 'defaults', 'backup_dir'):
+            try:
+                _paths.check_option_path(self.module.params[option], option)
+            except _paths.PathEscape as exc:
+                raise PrefsError(str(exc)) from None
         for label, path in (('src', self.src), ('dest', self.dest)):
             if not os.path.exists(path):
                 raise PrefsError('%s %s does not exist' % (label, path))
@@ -1214,6 +1244,16 @@ class Migration:
             item['path'] = check_item_path(item['path'])
             self.items.append(item)
 
+    @staticmethod
+    def _checked(root, rel, label, follow_last=True):
+        """``paths.resolve_under`` with its refusal as a PrefsError."""
+        if not rel:
+            return os.path.realpath(root)
+        try:
+            return _paths.resolve_under(root, rel, label, follow_last=follow_last)
+        except _paths.PathEscape as exc:
+            raise PrefsError(str(exc)) from None
+
     def plan(self):
         self.check()
         src_tree = Tree(self.src, 'src')
@@ -1222,7 +1262,8 @@ class Migration:
             src_tree.scan(item['path'])
             if item['mode'] == 'keep':
                 dest_tree.scan(item['path'])
-        selection, missing = select_files(self.items, src_tree.files, dest_tree.files)
+        selection, missing = select_files(self.items, list(src_tree.files) + list(src_tree.links),
+                                          list(dest_tree.files) + list(dest_tree.links))
         self.result['missing'] = missing
         required_missing = [i['path'] for i in self.items if i['required'] and i['path'] in missing]
         if required_missing:
@@ -1234,35 +1275,63 @@ class Migration:
                     self.result['kept'].append(rel)
                 continue
             target = os.path.join(self.dest, rel)
+            if rel in src_tree.links:
+                if item['mode'] == 'merge' and os.path.isfile(target) and not os.path.islink(target):
+                    # a merge reads the old values through the inside link; the new file stays a file
+                    self._plan_merge(rel, item, target, self._dest_stat(rel, target, dest_real))
+                    continue
+                self._plan_link(rel, src_tree.links[rel], target, dest_real)
+                continue
             dest_st = self._dest_stat(rel, target, dest_real)
             src_path = os.path.join(self.src, rel)
             src_st = src_tree.files[rel]
             if item['mode'] == 'merge' and dest_st is not None:
-                self._plan_merge(rel, item, src_path, target, dest_st)
+                self._plan_merge(rel, item, target, dest_st)
             else:
                 if item['mode'] == 'merge':
                     resolve_format(item['format'], rel)
                 self._plan_copy(rel, src_path, src_st, target, dest_st)
+        if self.backup_dir is not None:
+            # an existing backup_dir is written into: no folder in it on the way may be a symlink leading out of it
+            for action in self.actions:
+                if action['exists']:
+                    self._checked(self.backup_dir, posixpath.dirname(action['rel']), 'backup_dir')
 
     def _dest_stat(self, rel, target, dest_real):
         """Stat of the target in dest (None when absent); refuses escapes, folders and special files there."""
-        parent = os.path.dirname(target)
-        probe = parent
-        while not os.path.lexists(probe):
-            probe = os.path.dirname(probe)
-        if not is_inside(os.path.realpath(probe), dest_real):
-            raise PrefsError('dest %s: a folder on the way is a symlink pointing outside %s; refused' % (rel, self.dest))
-        if not os.path.isdir(probe):
-            raise PrefsError('dest %s: %s is not a directory' % (rel, probe))
+        self._checked(self.dest, posixpath.dirname(rel), 'dest')
         if not os.path.lexists(target):
             return None
-        real = os.path.realpath(target)
+        real = self._checked(self.dest, rel, 'dest')
         if not is_inside(real, dest_real):
-            raise PrefsError('dest %s is a symlink pointing outside %s (to %s); refused' % (rel, self.dest, real))
+            raise PrefsError('dest %s leads outside %s (to %s); refused' % (rel, self.dest, real))
         st = os.stat(real)
         if not stat.S_ISREG(st.st_mode):
             raise PrefsError('dest %s is a %s where src has a file; refused' % (rel, _kind(st.st_mode)))
         return st
+
+    def _plan_link(self, rel, text, target, dest_real):
+        """Recreate the inside symlink ``rel`` of src as a symlink in dest (never followed); refuse one leading out there."""
+        self._checked(self.dest, posixpath.dirname(rel), 'dest')
+        where = os.path.realpath(os.path.join(os.path.realpath(os.path.dirname(target)), text))
+        if not is_inside(where, dest_real):
+            raise PrefsError('src %s is a symlink to %s, which would lead outside dest %s there (to %s); refused'
+                             % (rel, text, self.dest, where))
+        dest_st = None
+        if os.path.lexists(target):
+            dest_st = os.lstat(target)
+            if stat.S_ISLNK(dest_st.st_mode) and os.readlink(target) == text:
+                return
+            if stat.S_ISDIR(dest_st.st_mode):
+                raise PrefsError('dest %s is a directory where src has a symlink (to %s); refused' % (rel, text))
+        self.actions.append(dict(kind='link', rel=rel, target=target, text=text, exists=dest_st is not None, dest_st=dest_st))
+        self.result['copied'].append(rel)
+        if self.module._diff:
+            before = None
+            if dest_st is not None:
+                before = (('symlink to %s\n' % os.readlink(target)).encode() if stat.S_ISLNK(dest_st.st_mode)
+                          else self._diff_bytes(target, dest_st))
+            self.diffs.append(file_diff(rel, before, ('symlink to %s\n' % text).encode()))
 
     def _same_content(self, src_path, src_st, target, dest_st):
         if src_st.st_size != dest_st.st_size:
@@ -1287,17 +1356,15 @@ class Migration:
         if self.module._diff:
             self.diffs.append(file_diff(rel, self._diff_bytes(target, dest_st), self._diff_bytes(src_path, src_st), key_file=key))
 
-    def _plan_merge(self, rel, item, src_path, target, dest_st):
+    def _plan_merge(self, rel, item, target, dest_st):
         fmt = resolve_format(item['format'], rel)
-        old = _read(src_path, MERGE_LIMIT, rel)
-        new = _read(target, MERGE_LIMIT, rel)
+        old = _read(self.src, rel, MERGE_LIMIT, 'src')
+        new = _read(self.dest, rel, MERGE_LIMIT, 'dest')
         defaults = None
         if self.defaults is not None:
-            default_path = os.path.join(self.defaults, rel)
+            default_path = self._checked(self.defaults, rel, 'defaults')
             if os.path.isfile(default_path):
-                if not is_inside(os.path.realpath(default_path), os.path.realpath(self.defaults)):
-                    raise PrefsError('defaults %s is a symlink pointing outside %s; refused' % (rel, self.defaults))
-                defaults = _read(default_path, MERGE_LIMIT, rel)
+                defaults = _read(self.defaults, rel, MERGE_LIMIT, 'defaults')
         merged, report = merge(fmt, old, new, defaults, rel)
         entry = dict(path=rel, format=fmt, keys=report['keys'], added=report['added'], changed=report['changed'])
         self.result['merged'].append(entry)
@@ -1345,7 +1412,12 @@ class Migration:
                                    suffix='.prefs_migrate')
         action['tmp'] = tmp
         digest = hashlib.sha256()
-        with os.fdopen(fd, 'wb') as out, open(action['src'], 'rb') as handle:
+        try:
+            src_fd = _paths.open_under(self.src, action['rel'], label='src')
+        except _paths.PathEscape as exc:
+            os.close(fd)
+            raise PrefsError(str(exc)) from None
+        with os.fdopen(fd, 'wb') as out, os.fdopen(src_fd, 'rb') as handle:
             while True:
                 block = handle.read(CHUNK)
                 if not block:
@@ -1370,7 +1442,21 @@ class Migration:
         self._chown(tmp, st.st_uid, st.st_gid)
         os.chmod(tmp, stat.S_IMODE(st.st_mode))
 
+    def _stage_link(self, action):
+        folder, base = os.path.split(action['target'])
+        for attempt in range(100):
+            tmp = os.path.join(folder, '.%s.%d.%d.prefs_migrate' % (base, os.getpid(), attempt))
+            try:
+                os.symlink(action['text'], tmp)
+            except FileExistsError:
+                continue
+            action['tmp'] = tmp
+            return
+        raise PrefsError('%s: cannot find a free temporary name for the symlink' % action['rel'])
+
     def _make_parents(self, target, created):
+        # checked again right before writing: no folder on the way may have become a symlink leading out
+        self._checked(self.dest, posixpath.dirname(norm_rel(os.path.relpath(target, self.dest))), 'dest')
         parent = os.path.dirname(target)
         missing = []
         while not os.path.isdir(parent):
@@ -1389,9 +1475,10 @@ class Migration:
                 os.chmod(folder, 0o755)
 
     def _backup(self, action, backup_root):
+        self._checked(backup_root, posixpath.dirname(action['rel']), 'backup_dir')
         backup = os.path.join(backup_root, action['rel'])
         os.makedirs(os.path.dirname(backup), exist_ok=True)
-        target = os.path.realpath(action['target'])
+        target = action['target']  # the entry itself: a symlink is kept as a symlink, never followed
         if action['kind'] != 'attrs':
             try:
                 os.link(target, backup, follow_symlinks=False)
@@ -1399,7 +1486,7 @@ class Migration:
                 return
             except OSError:
                 pass
-        shutil.copy2(target, backup)
+        shutil.copy2(target, backup, follow_symlinks=False)
         st = action['dest_st']
         self._chown(backup, st.st_uid, st.st_gid)
         action['backup'] = backup
@@ -1421,6 +1508,8 @@ class Migration:
                 self._make_parents(action['target'], created_dirs)
                 if action['kind'] == 'copy':
                     self._stage_copy(action)
+                elif action['kind'] == 'link':
+                    self._stage_link(action)
                 else:
                     self._stage_write(action)
             os.makedirs(backup_root, exist_ok=True)
@@ -1471,9 +1560,9 @@ class Migration:
                 elif action['exists']:
                     restore = action['target'] + '.prefs_migrate-restore'
                     try:
-                        os.link(action['backup'], restore)
+                        os.link(action['backup'], restore, follow_symlinks=False)
                     except OSError:
-                        shutil.copy2(action['backup'], restore)
+                        shutil.copy2(action['backup'], restore, follow_symlinks=False)
                         st = action['dest_st']
                         self._chown(restore, st.st_uid, st.st_gid)
                     os.replace(restore, action['target'])
@@ -1527,7 +1616,7 @@ def run(module):
     try:
         migration.plan()
         migration.run()
-    except PrefsError as exc:
+    except (PrefsError, _paths.PathEscape) as exc:
         module.fail_json(msg=to_native(exc), **migration.result)
         return
     except (OSError, IOError) as exc:

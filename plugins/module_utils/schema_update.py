@@ -19,6 +19,7 @@ import signal
 import subprocess
 import time
 
+from ansible_collections.clinops.upgrade.plugins.module_utils import paths as _paths
 from ansible_collections.clinops.upgrade.plugins.module_utils import versions
 from ansible_collections.clinops.upgrade.plugins.module_utils._schema_update_sql import (
     SqlSplitError, is_commit, is_transaction_control, parse_header, split_statements)
@@ -92,6 +93,10 @@ def scan_migrations(folder):
 
     Every ``*.sql`` file must be a migration; hidden files and other extensions are ignored.
     """
+    try:
+        _paths.check_option_path(folder, 'migrations')
+    except _paths.PathEscape as exc:
+        raise MigrationError(str(exc)) from None
     if not os.path.isdir(folder):
         raise MigrationError('migrations folder %s does not exist or is not a folder' % folder)
     found = {}
@@ -106,8 +111,10 @@ def scan_migrations(folder):
             continue
         version = versions.parse(match.group('version'))
         try:
-            with open(path, 'rb') as handle:
-                text = handle.read().decode('utf-8')
+            # a migration that is a symlink leading out of the folder is refused, never read (nor run)
+            text = _paths.read_under(folder, name, label='migration').decode('utf-8')
+        except _paths.PathEscape as exc:
+            raise MigrationError(str(exc)) from None
         except UnicodeDecodeError as exc:
             raise MigrationError('%s is not UTF-8 text: %s' % (name, exc)) from exc
         try:

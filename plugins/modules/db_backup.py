@@ -44,7 +44,11 @@ description:
     loads the dump twice, first into the scratch database that proves it loads, then into the emptied target.
     V(sqlite) - a one-step online backup (consistent while the application writes). V(firebird) - C(gbak -b -g),
     run on the database host (the scratch database is created beside O(path)). V(files) - C(tar) of the folder
-    O(path), taken while the product's services are stopped (a file that changes while it is read fails the backup).
+    O(path), taken while the product's services are stopped (a file that changes while it is read fails the backup);
+    symlinks in the folder are archived as symlinks, never followed, and O(path) itself may not be a symlink. Before a
+    V(files) archive is restored (or test-restored), its member list is checked; a member that would be written outside
+    the folder (C(..), an absolute name, a member written through a symlink member, a hard link to a symlink) fails
+    the restore before C(tar) writes anything.
     V(mssql) - C(BACKUP DATABASE ... WITH COPY_ONLY, CHECKSUM) (the backup chain is untouched) and
     C(RESTORE VERIFYONLY ... WITH CHECKSUM) through C(sqlcmd), on the SQL Server host.
   - SQL Server cannot run on the machines this collection is tested on. The statements the module builds are covered by
@@ -80,6 +84,8 @@ options:
     description:
       - Folder that holds the backups and their manifests. Created (mode 0700) when missing.
       - Required with O(state=present), and with O(state=restored) unless O(backup) is given.
+      - A path with a C(..) component is refused, as it is in O(path), O(backup), O(bin_dir) and, for V(sqlite),
+        V(firebird) and V(files), O(target_database).
     type: path
   name:
     description:
@@ -89,6 +95,7 @@ options:
         C({label}) and the separator before it are dropped. The extension (C(.dump), C(.dir), C(.sql), C(.sqlite),
         C(.fbk), C(.tar), C(.bak), plus C(.gz)/C(.zst) when the module compresses) is appended unless present.
       - Unset means C({engine}_{database}_{label}_{timestamp}); C({database}) is O(database), or the base name of O(path).
+      - A template with C(/), a backslash or C(..) is refused.
     type: str
   format:
     description:
@@ -115,6 +122,7 @@ options:
       - A name for this backup, such as C(pre-upgrade-4.2). It is written into the manifest and the file name.
       - A verified backup of the same source, format and compression with this label is reused instead of taking a
         second one. With O(state=restored) and no O(backup), the newest backup with this label is restored.
+      - A label with C(/), a backslash or C(..) is refused (it is part of a file name).
     type: str
   verify:
     description:

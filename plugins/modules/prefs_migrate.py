@@ -22,7 +22,13 @@ description:
   - Comments, order, encoding and line endings of the new file are kept. Java properties are read as
     ISO-8859-1 with C(\uXXXX) escapes; only the value part of a changed line is rewritten.
   - Everything is checked before anything is written (paths, symlinks, special files, required items,
-    every file to merge is parsed). Files are staged as temporary files beside their targets, verified
+    every file to merge is parsed).
+  - No path leaves its root. Every path is checked component by component in O(src), O(dest), O(defaults)
+    and O(backup_dir); when any component is a symlink (on Windows also a junction) whose target resolves
+    outside its root, the task fails naming it and nothing is written, in check mode too. A symlink in O(src)
+    that stays inside is recreated as a symlink in O(dest), never followed (an absolute one is made relative);
+    files are read and written with C(O_NOFOLLOW) from the checked folders, so a folder swapped for a symlink
+    meanwhile makes the task fail instead of being followed. Files are staged as temporary files beside their targets, verified
     by sha256 against their source, and renamed into place at the end; a failure part-way restores
     O(dest) as it was.
   - Every file of O(dest) that is replaced is kept first in O(backup_dir), with a manifest
@@ -52,11 +58,13 @@ options:
     description:
       - Root of the old installation, for example C(/opt/ConAktiv Server_old0001) or C(C:\PMOD4.4).
       - Must exist; may neither contain O(dest) nor lie inside it.
+      - A path with a C(..) component is refused (so are O(dest), O(defaults) and O(backup_dir) with one).
     type: path
     required: true
   dest:
     description:
       - Root of the new installation. Must exist (the installer has run).
+      - A symlink or junction in it on the way to a file that leads outside it is refused.
     type: path
     required: true
   items:
@@ -73,7 +81,11 @@ options:
           - A file or folder relative to O(src) and O(dest), with C(/) separators; a folder stands for
             everything below it.
           - Wildcards C(*), C(?) and C([...]) match inside one path segment, C(**) any number of segments.
-          - Absolute paths and C(..) are refused; so are symlinks pointing outside their root and special files.
+          - Absolute paths and C(..) are refused; so are special files and symlinks (or junctions) leading outside
+            their root, whichever component of the path they are.
+          - A symlink inside the root that points inside is carried as a symlink, not followed; a linked folder
+            is not descended. A V(merge) onto an existing file reads the old values through such a link, and a path
+            written through an inside folder link (C(conf/*.properties) with C(conf -> settings)) is read through it.
         type: str
         required: true
       mode:
@@ -102,13 +114,14 @@ options:
       - A folder with the old release's pristine files, laid out like O(src), used to tell a value the
         site customised from an old default. An old default is not carried over, so the new release's
         default wins.
+      - A file reached through a symlink leading outside this folder is refused.
     type: path
   backup_dir:
     description:
       - Where the files of O(dest) that get replaced are kept, laid out like O(dest).
       - Default a new folder beside O(dest) named C(<dest>.prefs_backup-<YYYYmmddTHHMMSS>), created only
         when something changes.
-      - May not lie inside O(src) or O(dest).
+      - May not lie inside O(src) or O(dest). When it exists, a symlink in it leading outside it is refused.
     type: path
 notes:
   - INI keys and sections are compared case-insensitively; a duplicate key or section is refused as ambiguous.

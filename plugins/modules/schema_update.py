@@ -50,6 +50,8 @@ options:
   migrations:
     description:
       - Folder of the C(V<version>__<description>.sql) files, on the managed host.
+      - A path with a C(..) component is refused; so is a migration file that is a symlink leading outside the folder
+        (it is never read).
       - Needs O(engine) V(postgresql), V(mysql), V(sqlite) or V(firebird).
       - Mutually exclusive with O(command).
     type: path

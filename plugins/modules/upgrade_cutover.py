@@ -73,6 +73,12 @@ options:
       - The steps to run, in this order. The default is the downtime of a server.
       - A server runs every step; a client runs V(stage), V(swap), V(prefs), V(verify), V(cleanup). Ignored with
         O(op=rollback).
+      - No path leaves its folder. V(stage) refuses the whole archive, before writing any member, when a member would
+        leave O(staging_dir) (an absolute name, C(..), a symlink leading out, a member written through a symlink
+        member, a hard link to a path outside or to a symlink, a device). V(swap) refuses when O(install_root), the
+        staged release or the old folder is a symlink, or the staged release leads outside O(staging_dir).
+        V(cleanup) never removes through a symlink; a symlinked O(staging_dir) or old installation is left alone
+        with a warning.
     type: list
     elements: str
     choices: [stage, configure, migrate_pre, stop, backup, swap, prefs, migrate_offline, start, verify,
@@ -94,7 +100,10 @@ options:
         role failed); it is journaled as failed and counts as touched.
     type: str
   install_root:
-    description: The installation folder the services run from.
+    description:
+      - The installation folder the services run from.
+      - Must be the real folder, not a symlink. Like every path option of this module, a path with a C(..)
+        component is refused before anything is done.
     type: path
     required: true
   staged:
@@ -109,15 +118,16 @@ options:
     description:
       - Folder beside the installation that V(stage) unpacks into (what an interrupted run left there is removed first)
         and V(cleanup) removes.
+      - V(stage) refuses it when it or the folder holding it is a symlink.
     type: path
   top_dir:
-    description: The folder at the top of O(artifact) that becomes the installation.
+    description: The folder at the top of O(artifact) that becomes the installation (relative; C(..) is refused).
     type: str
   old_artifact:
     description: The installed version's release archive, whose pristine preferences tell site values from old defaults.
     type: path
   old_top_dir:
-    description: The folder at the top of O(old_artifact).
+    description: The folder at the top of O(old_artifact) (relative; C(..) is refused).
     type: str
   defaults_dir:
     description:

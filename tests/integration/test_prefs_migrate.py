@@ -167,6 +167,34 @@ def test_symlink_escaping_root_refused(conaktiv, tmp_path):
     assert tree_hash(tmp_path) == before
 
 
+def test_issue_11_symlinked_folder_to_etc_refused(tmp_path):
+    """The issue's case, with the real /etc: old/escape -> /etc, item escape/hostname; check mode predicts the refusal."""
+    old, new = tmp_path / 'old', tmp_path / 'new'
+    write(old / 'properties' / 'a.properties', b'a=1\n')
+    write(new / 'properties' / 'a.properties', b'a=2\n')
+    os.symlink('/etc', str(old / 'escape'))
+    os.symlink('/etc/passwd', str(old / 'properties' / 'x.properties'))
+    before = tree_hash(tmp_path)
+    for items in ([dict(path='escape/hostname')], [dict(path='properties')]):
+        for check in (True, False):
+            result = harness.run_task(MODULE, dict(src=str(old), dest=str(new), items=items), check=check)
+            assert result.get('failed') and not result.get('changed')
+            assert 'outside' in result['msg'] and ('escape' in result['msg'] or 'x.properties' in result['msg'])
+            assert tree_hash(tmp_path) == before
+    assert os.listdir(str(new)) == ['properties'] and sorted(os.listdir(str(tmp_path))) == ['new', 'old']
+
+
+def test_inside_symlink_carried_as_symlink(tmp_path):
+    old, new = tmp_path / 'old', tmp_path / 'new'
+    write(old / 'conf' / 'real.properties', b'a=1\n')
+    os.symlink('real.properties', str(old / 'conf' / 'alias.properties'))
+    os.makedirs(str(new / 'conf'))
+    checked, result = cycle(dict(src=str(old), dest=str(new), items=[dict(path='conf')]), tmp_path)
+    assert sorted(result['copied']) == ['conf/alias.properties', 'conf/real.properties']
+    assert os.readlink(str(new / 'conf' / 'alias.properties')) == 'real.properties'
+    assert any(d['after_header'].startswith('conf/alias.properties') for d in checked['diff'])
+
+
 def test_failure_mid_way_leaves_dest_unchanged(conaktiv, tmp_path):
     """A file-size limit on the module process makes the copy of a big file fail after others were staged."""
     big = conaktiv['old'] / 'Server Database/Resources/Hunspell/zz_big/huge.dic'

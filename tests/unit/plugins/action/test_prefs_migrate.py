@@ -236,3 +236,124 @@ def test_is_windows(task_vars, family, expected):
     connection._shell.SHELL_FAMILY = family
     connection._shell._IS_WINDOWS = family == 'powershell'
     assert action_mod.is_windows(task_vars, connection) is expected
+
+
+# -- no path leaves its root (issue #11): links and junctions, component by component -------------------------------
+
+class LinkedWindows(FakeWindows):
+    """The fake host with symlinks and junctions: a link in the middle of a path is followed, as Windows does; win_stat
+    of the link itself answers islnk/isjunction and lnk_source (follow=False), as ansible.windows.win_stat does."""
+
+    def __init__(self):
+        super().__init__()
+        self.links = {}  # lower path -> (target, junction)
+
+    def link(self, path, target, junction=True):
+        self.add_dir(ntpath.dirname(path))
+        self.links[ntpath.normpath(path).lower()] = (target, junction)
+
+    def _key(self, path):
+        parts = ntpath.normpath(path).lower().split('\\')
+        key = parts[0]
+        for index, part in enumerate(parts[1:], 1):
+            key = key + '\\' + part
+            if key in self.links and index < len(parts) - 1:
+                key = ntpath.normpath(self.links[key][0]).lower()
+        return key
+
+    def win_stat(self, args):
+        own = ntpath.normpath(args['path']).lower()
+        parent = self._key(ntpath.dirname(args['path']))
+        key = parent + '\\' + ntpath.basename(own)
+        if key in self.links:
+            target, junction = self.links[key]
+            return dict(stat=dict(exists=True, isdir=junction, islnk=not junction, isjunction=junction, isreg=False,
+                                  lnk_source=target, lnk_target=target, path=args['path']))
+        return super().win_stat(args)
+
+
+@pytest.fixture
+def linked():
+    win = LinkedWindows()
+    win.put(SRC + '\\Server Database\\Preferences\\Backup.xml', b'<b><interval>6</interval></b>')
+    win.put(SRC + '\\Server Database\\server.ini', b'[Web]\r\nPort=8081\r\n')
+    win.put(DEST + '\\Server Database\\Preferences\\Backup.xml', b'<b><interval>24</interval></b>')
+    win.put(DEST + '\\Server Database\\server.ini', b'[Web]\r\nPort=8080\r\n')
+    win.put('C:\\Windows\\System32\\drivers\\etc\\hosts', b'127.0.0.1 localhost\r\n')
+    win.add_dir('D:\\elsewhere')
+    return win
+
+
+def writes(win):
+    return [c for c in win.calls if c[0] in ('ansible.windows.win_copy', 'ansible.windows.win_file')]
+
+
+def test_windows_junction_folder_out_of_src_refused(linked):
+    linked.link(SRC + '\\escape', 'C:\\Windows\\System32\\drivers\\etc')
+    before = dict(linked.files)
+    for check in (True, False):
+        result = run(linked, dict(src=SRC, dest=DEST, items=[dict(path='escape/hosts')]), check=check)
+        assert result['failed'] and 'escape is a junction to C:\\Windows' in result['msg'] and 'outside' in result['msg']
+    assert linked.files == before and not writes(linked)
+    assert not any(c[0] == 'ansible.windows.slurp' for c in linked.calls)
+
+
+def test_windows_symlinked_file_out_of_src_refused(linked):
+    linked.link(SRC + '\\Server Database\\hosts.ini', 'C:\\Windows\\System32\\drivers\\etc\\hosts', junction=False)
+    result = run(linked, dict(src=SRC, dest=DEST, items=[dict(path='Server Database/hosts.ini')]))
+    assert result['failed'] and 'hosts.ini is a symlink' in result['msg']
+    assert not writes(linked)
+
+
+def test_windows_junction_in_dest_refused_nothing_written_outside(linked):
+    linked.link(DEST + '\\Server Database\\Preferences', 'D:\\elsewhere')
+    for check in (True, False):
+        result = run(linked, dict(src=SRC, dest=DEST, items=ITEMS[:1]), check=check)
+        assert result['failed'] and 'Server Database/Preferences is a junction to D:\\elsewhere' in result['msg']
+    assert linked.tree('D:\\elsewhere') == {} and not writes(linked)
+
+
+def test_windows_junction_below_an_unmatched_folder_in_dest_refused(linked):
+    """dest\\conf\\sub is a junction out that no item pattern matches: the target's own components are checked."""
+    linked.put(SRC + '\\conf\\sub\\x.ini', b'[a]\r\nb=1\r\n')
+    linked.add_dir(DEST + '\\conf')
+    linked.link(DEST + '\\conf\\sub', 'D:\\elsewhere')
+    result = run(linked, dict(src=SRC, dest=DEST, items=[dict(path='conf/**/*.ini')]))
+    assert result['failed'] and 'conf/sub is a junction' in result['msg']
+    assert linked.tree('D:\\elsewhere') == {} and not writes(linked)
+
+
+def test_windows_junction_in_defaults_and_backup_dir_refused(linked):
+    linked.add_dir('C:\\pristine')
+    linked.link('C:\\pristine\\Server Database', 'D:\\elsewhere')
+    result = run(linked, dict(src=SRC, dest=DEST, defaults='C:\\pristine', items=[dict(path='Server Database/server.ini', mode='merge')]))
+    assert result['failed'] and 'defaults' in result['msg'] and 'junction' in result['msg']
+    linked.add_dir('C:\\bk')
+    linked.link('C:\\bk\\Server Database', 'D:\\elsewhere')
+    result = run(linked, dict(src=SRC, dest=DEST, backup_dir='C:\\bk', items=ITEMS[:1]))
+    assert result['failed'] and 'backup_dir' in result['msg'] and 'junction' in result['msg']
+    assert linked.tree('D:\\elsewhere') == {} and not writes(linked)
+
+
+def test_windows_junction_inside_the_root_is_allowed(linked):
+    linked.link(SRC + '\\Server Database\\Prefs', SRC + '\\Server Database\\Preferences')
+    result = run(linked, dict(src=SRC, dest=DEST, items=ITEMS[:1]))
+    assert result['changed'] is True, result.get('msg')
+    assert linked.get(DEST + '\\Server Database\\Preferences\\Backup.xml') == b'<b><interval>6</interval></b>'
+
+
+@pytest.mark.parametrize('option', ['src', 'dest', 'defaults', 'backup_dir'])
+def test_windows_dotdot_in_every_path_option_refused(linked, option):
+    args = dict(src=SRC, dest=DEST, defaults='C:\\pristine', backup_dir='C:\\bk', items=ITEMS[:1])
+    args[option] = args[option] + '\\..\\' + ntpath.basename(args[option])
+    for check in (True, False):
+        result = run(linked, args, check=check)
+        assert result['failed'] and option in result['msg'] and '..' in result['msg']
+    assert linked.calls == []  # refused before the first module call
+
+
+@pytest.mark.parametrize('path', ['..\\x', 'a/../../x', 'C:\\Windows', '/etc/passwd'])
+def test_windows_dotdot_and_absolute_items_refused(linked, path):
+    result = run(linked, dict(src=SRC, dest=DEST, items=[dict(path=path)]))
+    assert result['failed'] and ('..' in result['msg'] or 'absolute' in result['msg'])
+    assert linked.calls == []

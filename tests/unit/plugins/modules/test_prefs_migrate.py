@@ -226,10 +226,149 @@ def test_symlink_escaping_src_refused(roots, tmp_path):
     assert not os.path.exists(os.path.join(roots['dest'], 'Server Database/cert.pem'))
 
 
-def test_symlink_inside_root_followed(roots):
-    os.symlink('backup.xml', os.path.join(roots['src'], 'Server Database/Preferences/alias.xml'))
+def test_symlink_inside_root_copied_as_symlink(roots):
+    prefs_dir = os.path.join(roots['src'], 'Server Database/Preferences')
+    os.symlink('backup.xml', os.path.join(prefs_dir, 'alias.xml'))
+    os.symlink(os.path.join(roots['src'], 'Server Database/cert.pem'), os.path.join(prefs_dir, 'cert-abs.pem'))
+    os.symlink('..', os.path.join(prefs_dir, 'up'))  # a folder link inside: recreated, never descended
+    result = run(dict(roots, items=ITEMS), check=True)
+    assert result['changed'] is True and not os.path.lexists(os.path.join(roots['dest'], 'Server Database/Preferences/alias.xml'))
     result = run(dict(roots, items=ITEMS))
-    assert 'Server Database/Preferences/alias.xml' in result['copied']
+    dest_prefs = os.path.join(roots['dest'], 'Server Database/Preferences')
+    for name in ('alias.xml', 'cert-abs.pem', 'up'):
+        assert 'Server Database/Preferences/' + name in result['copied']
+        assert os.path.islink(os.path.join(dest_prefs, name))
+    assert os.readlink(os.path.join(dest_prefs, 'alias.xml')) == 'backup.xml'
+    # an absolute link into the old installation would lead out of the new one: recreated relative
+    assert os.readlink(os.path.join(dest_prefs, 'cert-abs.pem')) == '../cert.pem'
+    assert os.path.realpath(os.path.join(dest_prefs, 'cert-abs.pem')) == os.path.realpath(os.path.join(roots['dest'], 'Server Database/cert.pem'))
+    assert os.readlink(os.path.join(dest_prefs, 'up')) == '..'
+    assert not [p for p in result['copied'] if '/up/' in p]
+    again = run(dict(roots, items=ITEMS, backup_dir=roots['backup_dir'] + '2'))
+    assert again['changed'] is False
+
+
+def test_item_through_an_inside_folder_link_is_read(roots):
+    """conf -> settings inside src: the item conf/*.properties names files through it; they are carried as files."""
+    os.rename(os.path.join(roots['src'], 'conf'), os.path.join(roots['src'], 'settings'))
+    os.symlink('settings', os.path.join(roots['src'], 'conf'))
+    result = run(dict(roots, items=[dict(path='conf/*.properties', mode='merge')]))
+    assert result['merged'][0]['path'] == 'conf/server.properties' and result['changed'] is True
+    assert b'port=9090' in read(os.path.join(roots['dest'], 'conf/server.properties'))
+    assert not os.path.islink(os.path.join(roots['dest'], 'conf'))
+
+
+def test_merge_reads_an_inside_link_and_keeps_the_new_file(roots):
+    conf = os.path.join(roots['src'], 'conf')
+    os.rename(os.path.join(conf, 'server.properties'), os.path.join(conf, 'site.properties'))
+    os.symlink('site.properties', os.path.join(conf, 'server.properties'))
+    result = run(dict(roots, items=[dict(path='conf/server.properties', mode='merge')]))
+    assert result['merged'][0]['keys'] == ['port', 'db.password']
+    target = os.path.join(roots['dest'], 'conf/server.properties')
+    assert not os.path.islink(target) and read(target) == b'# new\r\nport=9090\r\ndb.password=geheim\r\nfresh=1\r\n'
+
+
+def test_symlinked_folder_out_refused(roots, tmp_path):
+    """The issue's case: old/escape -> /etc, item escape/hostname (here a private copy of /etc)."""
+    etc = tmp_path / 'etc'
+    write(str(etc / 'hostname'), b'secret-host\n')
+    os.symlink(str(etc), os.path.join(roots['src'], 'escape'))
+    before = snapshot(str(tmp_path))
+    for check in (True, False):
+        for items in ([dict(path='escape/hostname')], [dict(path='escape')], [dict(path='*')], [dict(path='**/hostname')]):
+            result = run(dict(roots, items=items), check=check, fail=True)
+            assert 'escape' in result['msg'] and 'outside' in result['msg'] and str(etc) in result['msg']
+            assert result.get('changed') is False and result['copied'] == []
+            assert snapshot(str(tmp_path)) == before
+    assert not os.path.lexists(os.path.join(roots['dest'], 'escape'))
+
+
+@pytest.mark.parametrize('mode', ['copy', 'merge'])
+def test_symlinked_file_out_refused(roots, tmp_path, mode):
+    write(str(tmp_path / 'etc/passwd'), b'root=x:0:0\n')
+    write(os.path.join(roots['src'], 'properties/a.properties'), b'a=1\n')
+    write(os.path.join(roots['dest'], 'properties/x.properties'), b'x=2\n')
+    os.symlink(str(tmp_path / 'etc/passwd'), os.path.join(roots['src'], 'properties/x.properties'))
+    before = snapshot(str(tmp_path))
+    for check in (True, False):
+        result = run(dict(roots, items=[dict(path='properties', mode=mode)]), check=check, fail=True)
+        assert 'properties/x.properties' in result['msg'] and 'outside' in result['msg']
+        assert snapshot(str(tmp_path)) == before  # a.properties, validated first, was not written either
+    assert read(os.path.join(roots['dest'], 'properties/x.properties')) == b'x=2\n'
+
+
+@pytest.mark.parametrize('where', ['folder', 'file'])
+def test_symlink_in_dest_out_refused(roots, tmp_path, where):
+    elsewhere = tmp_path / 'elsewhere'
+    write(str(elsewhere / 'x.properties'), b'x=outside\n')
+    write(os.path.join(roots['src'], 'properties/x.properties'), b'x=1\n')
+    write(os.path.join(roots['src'], 'properties/y.properties'), b'y=1\n')
+    if where == 'folder':
+        os.symlink(str(elsewhere), os.path.join(roots['dest'], 'properties'))
+    else:
+        os.makedirs(os.path.join(roots['dest'], 'properties'))
+        os.symlink(str(elsewhere / 'x.properties'), os.path.join(roots['dest'], 'properties/x.properties'))
+    before = snapshot(str(tmp_path))
+    for check in (True, False):
+        for mode in ('copy', 'merge'):
+            result = run(dict(roots, items=[dict(path='properties', mode=mode)]), check=check, fail=True)
+            assert 'properties' in result['msg'] and 'outside' in result['msg']
+            assert snapshot(str(tmp_path)) == before
+    assert sorted(os.listdir(str(elsewhere))) == ['x.properties']
+    assert read(str(elsewhere / 'x.properties')) == b'x=outside\n'
+
+
+def test_src_link_leading_out_of_dest_refused(roots, tmp_path):
+    """A link inside src whose text would climb out of dest (dest's folder on the way links elsewhere)."""
+    os.makedirs(str(tmp_path / 'elsewhere/sub'))
+    write(os.path.join(roots['src'], 'conf/sub/real.txt'), b'r')
+    os.symlink('sub/real.txt', os.path.join(roots['src'], 'conf/link.txt'))
+    os.symlink(str(tmp_path / 'elsewhere/sub'), os.path.join(roots['dest'], 'conf/sub'))
+    before = snapshot(str(tmp_path))
+    result = run(dict(roots, items=[dict(path='conf/link.txt')]), fail=True)
+    assert 'outside' in result['msg']
+    assert snapshot(str(tmp_path)) == before
+
+
+def test_defaults_symlink_out_refused(roots, tmp_path):
+    write(str(tmp_path / 'outside/server.properties'), b'port=1\n')
+    os.makedirs(str(tmp_path / 'pristine'))
+    os.symlink(str(tmp_path / 'outside'), str(tmp_path / 'pristine/conf'))
+    before = snapshot(str(tmp_path))
+    for check in (True, False):
+        result = run(dict(roots, defaults=str(tmp_path / 'pristine'), items=[dict(path='conf', mode='merge')]), check=check, fail=True)
+        assert 'defaults' in result['msg'] and 'conf' in result['msg'] and 'outside' in result['msg']
+        assert snapshot(str(tmp_path)) == before
+
+
+def test_backup_dir_symlink_out_refused(roots, tmp_path):
+    os.makedirs(str(tmp_path / 'outside'))
+    os.makedirs(roots['backup_dir'])
+    os.symlink(str(tmp_path / 'outside'), os.path.join(roots['backup_dir'], 'conf'))
+    before = snapshot(str(tmp_path))
+    for check in (True, False):
+        result = run(dict(roots, items=ITEMS), check=check, fail=True)
+        assert 'backup_dir' in result['msg'] and 'outside' in result['msg']
+        assert snapshot(str(tmp_path)) == before
+    assert os.listdir(str(tmp_path / 'outside')) == []
+
+
+@pytest.mark.parametrize('option', ['src', 'dest', 'defaults', 'backup_dir', 'items'])
+def test_dotdot_in_every_path_option_refused(roots, tmp_path, option):
+    os.makedirs(str(tmp_path / 'pristine'))
+    args = dict(roots, items=ITEMS, defaults=str(tmp_path / 'pristine'))
+    if option == 'items':
+        args['items'] = [dict(path='conf/../../new/conf')]
+    else:
+        # each of these names an existing folder, so only the '..' can be the reason for the refusal
+        args[option] = os.path.join(args[option], '..', os.path.basename(args[option]))
+        if option == 'backup_dir':
+            os.makedirs(roots['backup_dir'])
+    before = snapshot(str(tmp_path))
+    for check in (True, False):
+        result = run(args, check=check, fail=True)
+        assert '..' in result['msg'] and (option if option != 'items' else 'item path') in result['msg']
+        assert snapshot(str(tmp_path)) == before
 
 
 def test_dest_symlink_escaping_refused(roots, tmp_path):
