@@ -47,7 +47,8 @@ def test_one_server_then_its_clients_as_separate_jobs(tmp_path):
         assert {h['result'] for h in report['hosts']} == {'held_back'}
 
         # the everyday case: one server alone
-        servers = run_playbook(PLAYBOOK, inventory=inventory, env=ENV, args=['--limit', 'server1', '-e', 'upgrade_run_id=servers'])
+        servers = run_playbook(PLAYBOOK, inventory=inventory, env=dict(ENV, ANSIBLE_SHOW_CUSTOM_STATS='true'),
+                               args=['--limit', 'server1', '-e', 'upgrade_run_id=servers'])
         assert servers.rc == 0, servers
         assert version(lab, 'server1') == build_lab.NEW_VERSION
         assert version(lab, 'client1') == version(lab, 'client2') == build_lab.OLD_VERSION
