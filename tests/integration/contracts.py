@@ -83,8 +83,8 @@ def project_tasks(root=ROOT):
             if not isinstance(data, list):
                 continue
             label = os.path.relpath(path, root)
-            if data and all(isinstance(item, dict) and ('hosts' in item or 'import_playbook' in item
-                                                          or 'ansible.builtin.import_playbook' in item) for item in data):
+            plays = ('hosts', 'import_playbook', 'ansible.builtin.import_playbook')
+            if data and all(isinstance(item, dict) and any(k in item for k in plays) for item in data):
                 for pindex, play in enumerate(data):
                     for key in PLAY_TASK_LISTS:
                         found.extend(tasks_in(play.get(key), '%s play[%d].%s' % (label, pindex, key)))
@@ -181,4 +181,3 @@ def check(tasks):
         except ValueError:
             continue
     return problems, docs
-

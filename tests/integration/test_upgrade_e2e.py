@@ -147,4 +147,3 @@ def test_client_pinned_newer_than_its_server_is_refused_before_anything_stops(la
     assert lab.tree_hash() == tree
     assert lab.version('server1') == build_lab.OLD_VERSION
     assert lab.journal() == []
-
