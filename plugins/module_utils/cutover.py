@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import stat
 import subprocess
 import tarfile
@@ -397,11 +396,10 @@ class Cutover:
 
     @staticmethod
     def check_tcp(check, remaining):
-        try:
-            with socket.create_connection((check['host'], int(check['port'])), timeout=min(remaining, 5.0)):
-                return None
-        except OSError as exc:
-            return 'no connection to %s:%s: %s' % (check['host'], check['port'], exc)
+        # the same probe as the start wait: nothing sent, closed at once with a reset (no half-open connection left
+        # for the server to count); the loop in check() tries once a second
+        problem = _services.probe_port(check['host'], int(check['port']), timeout=min(remaining, 5.0))
+        return None if problem is None else 'no connection to %s:%s: %s' % (check['host'], check['port'], problem)
 
     @staticmethod
     def check_dicom(check, remaining):
