@@ -775,26 +775,27 @@ class Context:
         self._supervisor_names = None
         self._bins = {}
         self.remembered = {}
-        self._looks = {}   # (what, host, port) -> (monotonic time, answer) of the last probe or C-ECHO
+        self._looks = {}   # (host, port) -> (monotonic time, what, answer) of the last probe or C-ECHO
 
-    def _gently(self, what, svc, look):
-        """``look()``'s answer for the service's port, asked at most once per PROBE_EVERY seconds (else the last one)."""
-        key = (what, svc['host'], svc['port'])
+    def _gently(self, what, svc, look, meanwhile):
+        """``look()``'s answer for the service's port, asked at most once per PROBE_EVERY seconds: sooner, the last
+        answer of the same kind, or ``meanwhile`` when the last look was of the other kind (a probe, a C-ECHO)."""
+        key = (svc['host'], svc['port'])
         last = self._looks.get(key)
         now = time.monotonic()
         if last is not None and now - last[0] < PROBE_EVERY:
-            return last[1]
+            return last[2] if last[1] == what else meanwhile
         answer = look()
-        self._looks[key] = (now, answer)
+        self._looks[key] = (now, what, answer)
         return answer
 
     def port_answers(self, svc):
         """Whether the service's port accepts connections (one bare probe per PROBE_EVERY seconds at most)."""
-        return self._gently('tcp', svc, lambda: port_open(svc['host'], svc['port']))
+        return self._gently('tcp', svc, lambda: port_open(svc['host'], svc['port']), True)
 
     def dicom_problem(self, svc):
         """Why the DICOM service does not answer a C-ECHO yet, or None (one C-ECHO per PROBE_EVERY seconds at most)."""
-        return self._gently('dicom', svc, lambda: echo_once(svc))
+        return self._gently('dicom', svc, lambda: echo_once(svc), 'no C-ECHO on port %s tried yet' % svc['port'])
 
     def bin(self, name, required=True):
         if name not in self._bins:
