@@ -173,7 +173,7 @@ options:
       - Retried are a refused or timed-out connection, an aborted association, a bad answer, and a rejection with
         the result C(rejected-transient) ("try again later", whatever its source and reason, for example
         C(local limit exceeded) when the node's association slots are full, or C(temporary congestion)).
-      - A C(rejected-permanent) rejection (an unknown AE title, say) is final at once: asking again cannot change it.
+      - A C(rejected-permanent) rejection (an unknown AE title, say) is final at once, since asking again cannot change it.
       - V(0) tries once. Retries stop at the first success; a failure after it (with O(repeat)) is final.
       - RV(results[].attempts) and RV(results[].retried) tell how many tries a peer took and why the retried ones
         failed.
@@ -331,7 +331,7 @@ results:
       sample: 3
     retried:
       description:
-        - The failed tries that were retried during O(wait), oldest first, as C(outcome: reason); a failure
+        - The failed tries that were retried during O(wait), oldest first, as the outcome, a colon and the reason; a failure
           repeated in a row is listed once with the number of times. Empty when the first try decided.
       type: list
       elements: str
