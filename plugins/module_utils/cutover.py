@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import time
 import traceback
@@ -22,6 +21,7 @@ from ansible.module_utils.common.parameters import remove_values
 from ansible_collections.clinops.upgrade.plugins.module_utils import dicom as _dicom
 from ansible_collections.clinops.upgrade.plugins.module_utils import journal as _journal
 from ansible_collections.clinops.upgrade.plugins.module_utils import paths as _paths
+from ansible_collections.clinops.upgrade.plugins.module_utils import service_stop_ordered as _services
 from ansible_collections.clinops.upgrade.plugins.module_utils.host import (  # pylint: disable=unused-import
     PosixHost, StepFailed, SubModule, extract, fsync_dir, run_module)
 
@@ -407,11 +407,10 @@ class Cutover:
 
     @staticmethod
     def check_tcp(check, remaining):
-        try:
-            with socket.create_connection((check['host'], int(check['port'])), timeout=min(remaining, 5.0)):
-                return None
-        except OSError as exc:
-            return 'no connection to %s:%s: %s' % (check['host'], check['port'], exc)
+        # the same probe as the start wait: nothing sent, closed at once with a reset (no half-open connection left
+        # for the server to count); the loop in check() tries once a second
+        problem = _services.probe_port(check['host'], int(check['port']), timeout=min(remaining, 5.0))
+        return None if problem is None else 'no connection to %s:%s: %s' % (check['host'], check['port'], problem)
 
     @staticmethod
     def check_dicom(check, remaining):

@@ -571,17 +571,39 @@ class PeerEcho:
         return 'aborted', 'the peer closed the connection before the C-ECHO response'
 
 
+def retryable(attempt):
+    """Whether a failed attempt may be retried within ``wait``: every failure but a permanent rejection.
+
+    A rejected-transient A-ASSOCIATE-RJ ("try again later": local limit exceeded, temporary congestion, or any other
+    source or reason) is retried like a refused connection; a rejected-permanent one (an unknown AE title, say) is
+    final at once, since asking again cannot change the answer.
+    """
+    return not (attempt['outcome'] == 'rejected' and (attempt['reason'] or '').startswith('rejected-permanent'))
+
+
+def _note_retry(retried, attempt):
+    """Add one retried attempt to ``retried`` ('outcome: reason'), counting repeats of the last one."""
+    text = '%s: %s' % (attempt['outcome'], attempt['reason'])
+    if retried and retried[-1]['what'] == text:
+        retried[-1]['times'] += 1
+    else:
+        retried.append({'what': text, 'times': 1})
+
+
 def run_peer(peer, wait=0.0, delay=1.0, repeat=1, echo=None, clock=time.monotonic, sleep=time.sleep):
-    """Echo one peer ``repeat`` times, retrying failures for up to ``wait`` seconds before the first success.
+    """Echo one peer ``repeat`` times, retrying failures (see :func:`retryable`) for up to ``wait`` seconds before the
+    first success, every ``delay`` seconds.
 
     ``echo`` is a callable returning one attempt's dict (default: a :class:`PeerEcho`); the result holds
-    host, port, called_aet, calling_aet, outcome, status, reason, latency_ms (statistics) and attempts.
+    host, port, called_aet, calling_aet, outcome, status, reason, latency_ms (statistics), attempts and retried
+    (the failed attempts that were retried, as ``outcome: reason`` with the times in a row).
     """
     if echo is None:
         echo = PeerEcho(peer).once
     deadline = clock() + float(wait)
     latencies = []
     attempts = 0
+    retried = []
     last = None
     while len(latencies) < repeat:
         attempts += 1
@@ -589,8 +611,9 @@ def run_peer(peer, wait=0.0, delay=1.0, repeat=1, echo=None, clock=time.monotoni
         if last['outcome'] == 'success':
             latencies.append(last['latency_ms'])
             continue
-        if latencies or clock() + float(delay) > deadline:
+        if latencies or not retryable(last) or clock() + float(delay) > deadline:
             break
+        _note_retry(retried, last)
         sleep(float(delay))
     ok = len(latencies) >= repeat
     return {
@@ -604,6 +627,7 @@ def run_peer(peer, wait=0.0, delay=1.0, repeat=1, echo=None, clock=time.monotoni
         'reason': None if ok else last['reason'],
         'latency_ms': latency_stats(latencies),
         'attempts': attempts,
+        'retried': ['%s (%d times)' % (r['what'], r['times']) if r['times'] > 1 else r['what'] for r in retried],
     }
 
 

@@ -24,6 +24,7 @@ import re
 import shlex
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -31,6 +32,7 @@ import xmlrpc.client
 
 from ansible.module_utils.common.text.converters import to_native
 
+from ansible_collections.clinops.upgrade.plugins.module_utils import dicom as _dicom
 from ansible_collections.clinops.upgrade.plugins.module_utils.database import (
     DatabaseError,
     check_connection_params,
@@ -57,6 +59,15 @@ def service_argument_spec():
         start_command=dict(type='str'),
         stop_command=dict(type='str'),
         kill_after=dict(type='bool', default=False),
+        dicom=dict(type='dict', options=dicom_argument_spec()),
+    )
+
+
+def dicom_argument_spec():
+    """The suboptions of ``services[].dicom``: the service is a DICOM node, judged by a C-ECHO on its port."""
+    return dict(
+        called_aet=dict(type='str', default='ANY-SCP'),
+        calling_aet=dict(type='str', default='CLINOPS_UPG'),
     )
 
 
@@ -122,6 +133,15 @@ def check_params(params, windows=False):
         port = svc.get('port')
         if port is not None and not 0 < port < 65536:
             errors.append('%s: port %s is out of range 1-65535' % (label, port))
+        if svc.get('dicom') is not None:
+            if not port:
+                errors.append('%s: dicom needs port (the C-ECHO goes to host:port)' % label)
+            for key in ('called_aet', 'calling_aet'):
+                problem = _dicom.ae_title_error(svc['dicom'].get(key), 'dicom.' + key)
+                if problem:
+                    errors.append('%s: %s' % (label, problem))
+            if windows:
+                errors.append('%s: dicom is a POSIX option; on Windows the port is waited for' % label)
         if svc.get('pattern'):
             try:
                 re.compile(svc['pattern'])
@@ -377,6 +397,8 @@ class Supervisor:
 FIRST_PAUSE = 0.05  # seconds before the second look at a stopping or starting service
 QUICK_PAUSE = 0.1   # then a look every QUICK_PAUSE seconds during the first QUICK_FOR seconds
 QUICK_FOR = 3.0
+PROBE_EVERY = 1.0   # at most one connection to a service's port per this many seconds (a probe, or a C-ECHO)
+DICOM_TIMEOUT = 5.0  # connect, ACSE and DIMSE timeout of the C-ECHO that judges a DICOM service
 KILL_WAIT = 10.0
 SYSTEMD_DIR = '/run/systemd/system'
 INIT_D = '/etc/init.d'
@@ -444,12 +466,40 @@ def pattern_pids(regex):
 
 
 def port_open(host, port, timeout=1.0):
-    """Whether something accepts TCP connections on ``host:port``."""
+    """Whether something accepts TCP connections on ``host:port`` (see :func:`probe_port`)."""
+    return probe_port(host, port, timeout) is None
+
+
+def probe_port(host, port, timeout=1.0):
+    """None when something accepts a TCP connection on ``host:port``, else the OSError that says why not.
+
+    The probe sends nothing and is closed at once with a reset (SO_LINGER 0), so the server sees the connection
+    end, not a client that has not spoken yet: a DICOM server counts such a client as an association in the
+    making until its ACSE timeout. Callers go through :meth:`Context.port_answers`, which probes a port at most
+    once per :data:`PROBE_EVERY` seconds.
+    """
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError as exc:
+        return exc
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
     except OSError:
-        return False
+        pass
+    sock.close()
+    return None
+
+
+def echo_once(svc, timeout=DICOM_TIMEOUT):
+    """One C-ECHO to a DICOM service's port: None when it answered with success, else why not (in words)."""
+    peer = dict(_dicom.DEFAULTS, host=svc['host'], port=svc['port'], called_aet=svc['dicom']['called_aet'],
+                calling_aet=svc['dicom']['calling_aet'], connect_timeout=timeout, acse_timeout=timeout,
+                dimse_timeout=timeout, tls=None)
+    _dicom.quiet_pynetdicom()
+    answer = _dicom.PeerEcho(peer).once()
+    if answer['outcome'] == 'success':
+        return None
+    return 'no C-ECHO on port %s: %s (%s)' % (svc['port'], answer['outcome'], answer['reason'])
 
 
 def port_holders(port):
@@ -725,6 +775,27 @@ class Context:
         self._supervisor_names = None
         self._bins = {}
         self.remembered = {}
+        self._looks = {}   # (host, port) -> (monotonic time, what, answer) of the last probe or C-ECHO
+
+    def _gently(self, what, svc, look, meanwhile):
+        """``look()``'s answer for the service's port, asked at most once per PROBE_EVERY seconds: sooner, the last
+        answer of the same kind, or ``meanwhile`` when the last look was of the other kind (a probe, a C-ECHO)."""
+        key = (svc['host'], svc['port'])
+        last = self._looks.get(key)
+        now = time.monotonic()
+        if last is not None and now - last[0] < PROBE_EVERY:
+            return last[2] if last[1] == what else meanwhile
+        answer = look()
+        self._looks[key] = (now, what, answer)
+        return answer
+
+    def port_answers(self, svc):
+        """Whether the service's port accepts connections (one bare probe per PROBE_EVERY seconds at most)."""
+        return self._gently('tcp', svc, lambda: port_open(svc['host'], svc['port']), True)
+
+    def dicom_problem(self, svc):
+        """Why the DICOM service does not answer a C-ECHO yet, or None (one C-ECHO per PROBE_EVERY seconds at most)."""
+        return self._gently('dicom', svc, lambda: echo_once(svc), 'no C-ECHO on port %s tried yet' % svc['port'])
 
     def bin(self, name, required=True):
         if name not in self._bins:
@@ -812,12 +883,17 @@ def is_running(ctx, svc):
     if ctx.known_pids(svc):
         return True
     if view is None and not (svc['pidfile'] or svc['pattern']) and svc['port']:
-        return port_open(svc['host'], svc['port'])
+        return ctx.port_answers(svc)
     return False
 
 
-def what_is_alive(ctx, svc):
-    """Words for what keeps the service up, or '' when it is really down."""
+def what_is_alive(ctx, svc, port_too=False):
+    """Words for what keeps the service up, or '' when it is really down.
+
+    The process manager and the process table are asked first; the port is probed only when they say the service
+    is gone (to find a stray listener) or with ``port_too`` (for the failure message), at most once per
+    PROBE_EVERY seconds.
+    """
     parts = []
     try:
         if svc['_impl'].running():
@@ -827,14 +903,19 @@ def what_is_alive(ctx, svc):
     pids = ctx.known_pids(svc)
     if pids:
         parts.append('pid %s alive' % ', '.join(str(p) for p in pids))
-    if svc['port'] and port_open(svc['host'], svc['port']):
+    if (port_too or not parts) and svc['port'] and ctx.port_answers(svc):
         holders = port_holders(svc['port'])
         parts.append('port %s open%s' % (svc['port'], ' (listening: pid %s)' % ', '.join(str(p) for p in holders) if holders else ''))
     return ', '.join(p for p in parts if p)
 
 
 def what_is_missing(ctx, svc):
-    """Words for what is not up yet, or '' when the service is fully started."""
+    """Words for what is not up yet, or '' when the service is fully started.
+
+    The process manager, the pidfile and the process table are asked first; only when they say the service runs
+    is its port looked at, at most once per PROBE_EVERY seconds: a DICOM service (``dicom``) by a C-ECHO, which
+    is released properly, any other by a bare probe closed at once.
+    """
     missing = []
     impl = svc['_impl']
     up = impl.up()
@@ -846,9 +927,11 @@ def what_is_missing(ctx, svc):
             missing.append('no live pid in %s' % svc['pidfile'])
     if svc.get('_regex') is not None and not pattern_pids(svc['_regex']):
         missing.append('no process matches %s' % svc['pattern'])
-    if svc['port'] and not port_open(svc['host'], svc['port']):
-        missing.append('port %s closed' % svc['port'])
-    return ', '.join(missing)
+    if missing or not svc['port']:
+        return ', '.join(missing)
+    if svc.get('dicom') is not None:
+        return ctx.dicom_problem(svc) or ''
+    return '' if ctx.port_answers(svc) else 'port %s closed' % svc['port']
 
 
 def kill_all(ctx, svc):
@@ -908,10 +991,13 @@ def stop_one(module, ctx, svc, entry):
         alive = wait_until_gone(ctx, svc, time.monotonic() + KILL_WAIT, min(interval, 0.2))
         action = 'killed'
         if alive:
-            alive = '%s (%s s after SIGKILL to %s)' % (alive, int(KILL_WAIT), ', '.join(killed) or 'nothing known')
+            alive = '%s (%s s after SIGKILL to %s)' % (what_is_alive(ctx, svc, port_too=True) or alive, int(KILL_WAIT),
+                                                       ', '.join(killed) or 'nothing known')
     entry['seconds'] = round(time.monotonic() - started, 3)
     if alive:
         entry['action'] = 'failed'
+        if action != 'killed':  # the port too, for the message (the last look skipped it while a process lived)
+            alive = what_is_alive(ctx, svc, port_too=True) or alive
         return 'service %s did not stop within %s s: %s' % (svc['name'], timeout, alive)
     entry['action'] = action
     return None
@@ -1020,6 +1106,9 @@ def run(module):
     drain = params['drain']
     if drain and drain['query']:
         require_driver(module, drain['connection']['engine'])
+    if not _dicom.HAS_PYNETDICOM and any(s.get('dicom') is not None for s in params['services']):
+        module.fail_json(msg='services with dicom are judged by a C-ECHO, which needs pynetdicom for the Python that '
+                             'runs the modules on this host; nothing was stopped', exception=_dicom.PYNETDICOM_IMPORT_ERROR)
 
     ctx = Context(module)
     services = [dict(svc) for svc in params['services']]

@@ -170,12 +170,19 @@ options:
   wait:
     description:
       - Seconds to keep retrying a peer that fails, every O(delay) seconds, until it answers with success.
+      - Retried are a refused or timed-out connection, an aborted association, a bad answer, and a rejection with
+        the result C(rejected-transient) ("try again later", whatever its source and reason, for example
+        C(local limit exceeded) when the node's association slots are full, or C(temporary congestion)).
+      - A C(rejected-permanent) rejection (an unknown AE title, say) is final at once, since asking again cannot change it.
       - V(0) tries once. Retries stop at the first success; a failure after it (with O(repeat)) is final.
+      - RV(results[].attempts) and RV(results[].retried) tell how many tries a peer took and why the retried ones
+        failed.
     type: float
     default: 0
   delay:
     description:
-      - Seconds between two tries while O(wait) lasts.
+      - Seconds between two tries while O(wait) lasts, whatever the failure (a refused connection and a transient
+        rejection wait alike).
     type: float
     default: 1
   repeat:
@@ -192,8 +199,9 @@ options:
     default: true
 notes:
   - Each echo is a full association (connect, A-ASSOCIATE, C-ECHO, A-RELEASE), like C(echoscu --repeat).
-  - A rejected association is not retried differently from other failures; with O(wait), every failure is
-    retried until the time is up.
+  - With O(wait), every failure but a permanent rejection is retried until the time is up. A node that has just
+    been started, or whose association slots are still taken by earlier connections, answers C(rejected-transient)
+    (C(local limit exceeded)) for a while; give such checks a few seconds of O(wait).
 seealso:
   - name: DICOM PS3.7 Verification Service
     description: The C-ECHO service this module uses.
@@ -320,7 +328,14 @@ results:
     attempts:
       description: Echoes tried for this peer, failed retries during O(wait) included.
       type: int
-      sample: 1
+      sample: 3
+    retried:
+      description:
+        - The failed tries that were retried during O(wait), oldest first, as the outcome, a colon and the reason; a failure
+          repeated in a row is listed once with the number of times. Empty when the first try decided.
+      type: list
+      elements: str
+      sample: ["rejected: rejected-transient by the service-provider (presentation): local limit exceeded (2 times)"]
 failed_peers:
   description: The peers whose outcome is not V(success), as C(CALLED_AET@host:port).
   returned: always

@@ -77,7 +77,11 @@ options:
       port:
         description:
           - TCP port of the service. When stopping, it must be closed before the next service is touched; when
-            starting, it must accept connections before the next one is started.
+            starting, it must accept connections (with O(services[].dicom), answer a C-ECHO) before the next one is
+            started.
+          - The port is looked at only when the process manager (and the pidfile or pattern) say the service runs,
+            at most once a second; a probe sends nothing and is closed at once, so a server does not count it as a
+            pending connection (a DICOM server would, until its ACSE timeout, and turn real associations away).
         type: int
       host:
         description:
@@ -113,6 +117,21 @@ options:
             and wait up to 10 more seconds, instead of failing at once.
         type: bool
         default: false
+      dicom:
+        description:
+          - The service is a DICOM node; while it starts it is judged by a C-ECHO to O(services[].host):O(services[].port)
+            (at most one a second, each association released), not by bare TCP probes, which a DICOM server counts
+            against its association limit. Needs O(services[].port) and pynetdicom.
+        type: dict
+        suboptions:
+          called_aet:
+            description: The service's AE title.
+            type: str
+            default: ANY-SCP
+          calling_aet:
+            description: Our AE title.
+            type: str
+            default: CLINOPS_UPG
   state:
     description:
       - V(stopped) stops in list order; V(started) starts in reverse list order (list order with O(reverse=false));

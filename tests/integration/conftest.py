@@ -29,6 +29,11 @@ def firebird_server():
         yield server
 
 
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'serial: runs alone, after the parallel run (it looks at or stops processes it did not '
+                                       'start, e.g. every Orthanc on the machine)')
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Under CI a skipped integration test is a failure: every real part must have run."""
     reporter = session.config.pluginmanager.get_plugin('terminalreporter')

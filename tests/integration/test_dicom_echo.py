@@ -6,6 +6,7 @@ and pynetdicom SCPs in child processes for the abort, failure-status, no-answer 
 """
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -293,6 +294,7 @@ def _module_is_running(name):
     return False
 
 
+@pytest.mark.serial  # it waits for any dicom_echo module process on the machine to start
 def test_wait_for_a_peer_that_starts_late(workdir):
     port = dicom_peers.free_port()
     late = {}
@@ -401,3 +403,38 @@ def test_orthanc_rejection_is_never_reported_as_aborted(peers):
         ('rejected', 'rejected-permanent by the called service-user: called AE title not recognised')] * count
     assert result['failed_peers'] == ['NOT-ORTHANC@127.0.0.1:%d' % peer.port] * count
     assert peer.alive()
+
+
+def orthanc_connections(port):
+    """Established TCP connections to Orthanc's DICOM port, from ``ss``."""
+    out = subprocess.run(['ss', '-Htn', 'state', 'established', '( sport = :%d )' % port], capture_output=True,
+                         text=True, check=True).stdout
+    return [line for line in out.splitlines() if line.strip()]
+
+
+def test_orthanc_is_stalled_by_half_open_probes_not_by_the_gentle_ones(peers):
+    """Orthanc 1.10 has no association limit to reject with; a connection that sends nothing stalls it instead
+    (until DicomScpTimeout, 30 s), so a C-ECHO meanwhile gets no answer. service_stop_ordered's probe closes at once:
+    ten of them leave no connection behind (ss) and the C-ECHO right after is answered."""
+    from ansible_collections.clinops.upgrade.plugins.module_utils import dicom  # pylint: disable=import-outside-toplevel
+    from ansible_collections.clinops.upgrade.plugins.module_utils import service_stop_ordered  # pylint: disable=import-outside-toplevel
+    dicom.quiet_pynetdicom()
+    port = peers['orthanc'].port
+    peer = dict(dicom.DEFAULTS, host=LOCALHOST, port=port, called_aet='ORTHANC', tls=None,
+                connect_timeout=3, acse_timeout=3, dimse_timeout=3)
+    for dummy in range(10):
+        assert service_stop_ordered.port_open(LOCALHOST, port)
+    assert orthanc_connections(port) == []
+    assert dicom.run_peer(peer)['outcome'] == 'success'
+
+    held = [socket.create_connection((LOCALHOST, port), timeout=3) for dummy in range(6)]
+    try:
+        time.sleep(0.5)
+        assert len(orthanc_connections(port)) == 6
+        stalled = dicom.run_peer(peer)
+        assert stalled['outcome'] == 'timeout', stalled
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.5)
+    assert dicom.run_peer(peer)['outcome'] == 'success'

@@ -154,13 +154,17 @@ class Supervisord:
         for name, opts in programs.items():
             port = free_port()
             self.ports[name] = port
+            command = '%s %s %s %d %s %s %s %s' % (sys.executable, self.server, name, port, self.log,
+                                                   opts.get('exit_delay', 1.5), opts.get('start_delay', 1.0),
+                                                   opts.get('mode', 'normal'))
+            if opts.get('command'):  # another program: its argv, {port} and {dir} filled in
+                command = ' '.join(a.format(port=port, dir=tmp_path) for a in opts['command'])
             lines += [
                 '[program:%s]' % name,
-                'command=%s %s %s %d %s %s %s %s' % (sys.executable, self.server, name, port, self.log,
-                                                     opts.get('exit_delay', 1.5), opts.get('start_delay', 1.0),
-                                                     opts.get('mode', 'normal')),
+                'command=%s' % command,
                 'autostart=%s' % ('true' if opts.get('autostart', True) else 'false'),
-                'autorestart=false', 'startsecs=0', 'stopwaitsecs=%d' % opts.get('stopwaitsecs', 60),
+                'autorestart=false', 'startsecs=%d' % opts.get('startsecs', 0),
+                'stopwaitsecs=%d' % opts.get('stopwaitsecs', 60),
                 'stdout_logfile=%%(here)s/%s.out' % name, 'redirect_stderr=true', '',
             ]
         (tmp_path / 'supervisord.conf').write_text('\n'.join(lines))
@@ -479,6 +483,7 @@ def orthanc():
         kill_pid(int(pid))
 
 
+@pytest.mark.serial  # Debian's init script judges any Orthanc on the machine, and the fixture stops them all
 def test_orthanc_sysvinit_through_service(orthanc):
     services = [{'name': 'orthanc', 'port': 8042, 'timeout': 60}]
     check = run_task(MODULE, {'services': services, 'state': 'started'}, check=True)
@@ -562,3 +567,58 @@ def test_script_start_command_that_fails_is_reported(script_server):
     res = run_task(MODULE, {'services': services, 'state': 'started'})
     assert res.get('failed'), res
     assert 'service broken failed to start' in res['msg'] and 'exited with 3' in res['msg']
+
+
+# --- gentle waits: a DICOM server with a small association limit ---------------------------------------------
+
+DICOM_SCP = textwrap.dedent('''
+    import sys, time
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import Verification
+    port, log = int(sys.argv[1]), sys.argv[2]
+
+    def opened(event):
+        with open(log, 'a') as handle:
+            handle.write('OPEN %.6f\\n' % time.time())
+
+    ae = AE(ae_title='GENTLE_DS')
+    ae.add_supported_context(Verification)
+    ae.maximum_associations = 1   # one association at a time, like a small DICOM node
+    ae.acse_timeout = 30          # a connection that sends nothing holds that slot for 30 s
+    ae.network_timeout = 60
+    ae.start_server(('127.0.0.1', port), block=True,
+                    evt_handlers=[(evt.EVT_CONN_OPEN, opened), (evt.EVT_C_ECHO, lambda event: 0x0000)])
+''')
+
+
+@pytest.mark.parametrize('judged_by', ['dicom', 'port'])
+def test_start_wait_is_gentle_with_a_dicom_server(supervisord, tmp_path, judged_by):
+    """supervisord says STARTING for 3 s while the SCP already listens (startsecs=3): the wait must not probe the port
+    meanwhile, then look at most once a second; a DICOM service is judged by a C-ECHO, which leaves the SCP's one
+    association slot free, so a C-ECHO right after the start is answered (before: a probe every 0.1 s, each holding
+    the slot until the ACSE timeout, and the C-ECHO rejected with local limit exceeded)."""
+    from ansible_collections.clinops.upgrade.plugins.module_utils import dicom  # pylint: disable=import-outside-toplevel
+
+    (tmp_path / 'scp.py').write_text(DICOM_SCP)
+    conns = str(tmp_path / 'conns.log')
+    sup = supervisord({'ds': {'command': [sys.executable, '{dir}/scp.py', '{port}', conns],
+                              'autostart': False, 'startsecs': 3}})
+    service = {'name': 'ds', 'port': sup.ports['ds'], 'timeout': 30}
+    if judged_by == 'dicom':
+        service['dicom'] = {'called_aet': 'GENTLE_DS'}
+    began = time.time()
+    result = run_task(MODULE, sup_args(sup, [service], state='started', poll_interval=0.5))
+    ended = time.time()
+    assert not result.get('failed'), result
+    assert sup.state('ds') == 'RUNNING'
+    opened = [float(line.split()[1]) for line in open(conns, encoding='utf-8')] if os.path.exists(conns) else []
+    # supervisord said STARTING for 3 s: no connection then; after it, at most one a second
+    assert opened, 'the wait never looked at the port'
+    assert min(opened) >= began + 2.5, (began, opened)
+    assert len(opened) <= (ended - began - 3) + 1, (ended - began, opened)
+    if judged_by == 'dicom':
+        dicom.quiet_pynetdicom()
+        peer = dict(dicom.DEFAULTS, host='127.0.0.1', port=sup.ports['ds'], called_aet='GENTLE_DS', tls=None,
+                    connect_timeout=5, acse_timeout=5, dimse_timeout=5)
+        echo = dicom.run_peer(peer)  # no wait: the slot must be free now
+        assert echo['outcome'] == 'success', echo

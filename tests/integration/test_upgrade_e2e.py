@@ -147,3 +147,50 @@ def test_client_pinned_newer_than_its_server_is_refused_before_anything_stops(la
     assert lab.tree_hash() == tree
     assert lab.version('server1') == build_lab.OLD_VERSION
     assert lab.journal() == []
+
+
+BROKEN_DS = '''import sys
+print('PMOD DICOM server: cannot start, this release is broken', flush=True)
+sys.exit(3)
+'''
+
+
+def c_echo(lab):
+    """One C-ECHO to the lab's DICOM server, no retries: its outcome and reason."""
+    from ansible_collections.clinops.upgrade.plugins.module_utils import dicom  # pylint: disable=import-outside-toplevel
+    dicom.quiet_pynetdicom()
+    peer = dict(dicom.DEFAULTS, host='127.0.0.1', port=int(lab.server['pmod_ports']['dicom']),
+                called_aet=lab.server['pmod_dicom_aet'], tls=None, connect_timeout=5, acse_timeout=5, dimse_timeout=5)
+    result = dicom.run_peer(peer)
+    return result['outcome'], result['reason']
+
+
+def test_dicom_server_that_does_not_come_up_rolls_back_then_an_immediate_rerun_succeeds(lab):
+    """Issue #11: the new release's DICOM program dies at start -> rollback; an immediate rerun with a good release
+    must pass preflight (its C-ECHO) and upgrade. The lab's DICOM server has 4 association slots and a 30 s ACSE
+    timeout: bare port probes every 0.1 s while a service starts used to fill them, and the rerun's C-ECHO was
+    rejected-transient (local limit exceeded)."""
+    files = build_lab.release_files(build_lab.NEW_VERSION)
+    files['bin/pmod_ds.py'] = (BROKEN_DS.encode(), 0o755)
+    build_lab.make_release(lab.root, build_lab.NEW_VERSION, files=files)
+    result = lab.run()
+    assert result.rc != 0
+    report = {h['host']: h for h in lab.report()['hosts']}
+    assert report['server1']['result'] == 'rolled_back', report['server1']
+    assert 'pmod-ds' in report['server1']['message']
+    assert lab.version('server1') == build_lab.OLD_VERSION
+    assert lab.journal()[-1]['result'] == 'rolled_back'
+
+    build_lab.make_release(lab.root, build_lab.NEW_VERSION)  # the fixed release, and at once the rerun
+    result = lab.run()
+    assert result.rc == 0, result
+    echoes = [t['hosts']['server1'] for t in result.tasks
+              if t['task']['name'].endswith('Check that the DICOM nodes answer a C-ECHO')
+              and not t['hosts'].get('server1', {'skipped': True}).get('skipped')]
+    assert echoes, 'the rerun did not C-ECHO the DICOM server in preflight'
+    assert [r['outcome'] for r in echoes[0]['results']] == ['success'], echoes[0]  # preflight's
+    for host in lab.hosts:
+        assert lab.version(host) == build_lab.NEW_VERSION
+    report = {h['host']: h for h in lab.report()['hosts']}
+    assert report['server1']['result'] == 'upgraded'
+    assert c_echo(lab) == ('success', None)

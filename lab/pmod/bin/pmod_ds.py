@@ -9,6 +9,11 @@ props = read_properties(arg('--properties'))
 ae = AE(ae_title=props['dicom.aet'])
 ae.add_supported_context(Verification)
 ae.require_called_aet = True
+# Like a real DICOM node: few association slots, and a connection that has not sent its A-ASSOCIATE-RQ yet holds
+# one until the ACSE timeout; more associations are rejected-transient (local limit exceeded).
+ae.maximum_associations = int(props.get('dicom.max_associations', '4'))
+ae.acse_timeout = float(props.get('dicom.acse_timeout', '30'))
+ae.network_timeout = float(props.get('dicom.network_timeout', '60'))
 print('PMOD DICOM server %s, AE %s on port %s' % (VERSION, props['dicom.aet'], props['dicom.port']), flush=True)
 ae.start_server(('127.0.0.1', int(props['dicom.port'])), block=True,
                 evt_handlers=[(evt.EVT_C_ECHO, lambda event: 0x0000)])

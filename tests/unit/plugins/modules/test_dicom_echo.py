@@ -166,7 +166,7 @@ def scp():
     servers = []
     release = threading.Event()
 
-    def start(mode='ok', aet='UNITSCP'):
+    def start(mode='ok', aet='UNITSCP', maximum_associations=10, acse_timeout=30):
         def on_echo(event):
             if mode == 'bad-status':
                 return 0xC001
@@ -178,6 +178,8 @@ def scp():
 
         ae = AE(ae_title=aet)
         ae.require_called_aet = True
+        ae.maximum_associations = maximum_associations
+        ae.acse_timeout = acse_timeout
         ae.add_supported_context(CTImageStorage if mode == 'no-context' else Verification)
         port = free_port()
         servers.append(ae.start_server((LOCALHOST, port), block=False, evt_handlers=[(evt.EVT_C_ECHO, on_echo)]))
@@ -302,3 +304,105 @@ def test_module_against_in_process_scp(module_calls, scp):  # pylint: disable=un
     assert result['results'][0]['attempts'] == 2
     assert result['failed_peers'] == ['UNITSCP@127.0.0.1:%d' % bad]
     assert result['changed'] is False
+
+
+# --- transient rejections are retried within wait, permanent ones are final ---------------------------------
+
+TRANSIENT = 'rejected-transient by the service-provider (presentation): local limit exceeded'
+
+
+def scripted_echo(outcomes):
+    """An echo callable answering the scripted (outcome, reason) pairs in turn."""
+    answers = iter(outcomes)
+
+    def echo():
+        outcome, reason = next(answers)
+        return {'outcome': outcome, 'status': 0 if outcome == 'success' else None, 'reason': reason,
+                'latency_ms': 2.0 if outcome == 'success' else None}
+    return echo
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+        self.sleeps = []
+
+    def clock(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+PEER = dict(dicom.DEFAULTS, host=LOCALHOST, called_aet='UNITSCP', tls=None)
+
+
+def test_transient_rejection_is_retried_with_the_same_delay():
+    fake = FakeClock()
+    echo = scripted_echo([('rejected', TRANSIENT), ('rejected', TRANSIENT), ('refused', 'connection refused'),
+                          ('success', None)])
+    result = dicom.run_peer(PEER, wait=10, delay=1.5, echo=echo, clock=fake.clock, sleep=fake.sleep)
+    assert result['outcome'] == 'success'
+    assert result['attempts'] == 4
+    assert result['retried'] == ['rejected: %s (2 times)' % TRANSIENT, 'refused: connection refused']
+    assert fake.sleeps == [1.5, 1.5, 1.5]
+
+
+def test_permanent_rejection_is_final_at_once():
+    fake = FakeClock()
+    reason = 'rejected-permanent by the called service-user: called AE title not recognised'
+    echo = scripted_echo([('rejected', reason), ('success', None)])
+    result = dicom.run_peer(PEER, wait=60, delay=1, echo=echo, clock=fake.clock, sleep=fake.sleep)
+    assert (result['outcome'], result['reason'], result['attempts'], result['retried']) == ('rejected', reason, 1, [])
+    assert fake.sleeps == []
+
+
+def test_transient_rejection_until_wait_runs_out_reports_it():
+    fake = FakeClock()
+    echo = scripted_echo([('rejected', TRANSIENT)] * 10)
+    result = dicom.run_peer(PEER, wait=3, delay=1, echo=echo, clock=fake.clock, sleep=fake.sleep)
+    assert result['outcome'] == 'rejected'
+    assert result['reason'] == TRANSIENT
+    assert result['attempts'] == 4
+    assert result['retried'] == ['rejected: %s (3 times)' % TRANSIENT]
+
+
+def hold_slot(port, seconds):
+    """A bare TCP connection to ``port`` that sends nothing for ``seconds`` (a port probe that stays open)."""
+    sock = socket.create_connection((LOCALHOST, port), timeout=3)
+    timer = threading.Timer(seconds, sock.close)
+    timer.start()
+    return timer, sock
+
+
+def test_full_scp_rejects_transient_without_wait(scp):
+    port = scp('ok', maximum_associations=1, acse_timeout=30)
+    timer, sock = hold_slot(port, 30)
+    try:
+        time.sleep(0.3)
+        result = echo_once(port)
+    finally:
+        timer.cancel()
+        sock.close()
+    assert result['outcome'] == 'rejected'
+    assert result['reason'] == TRANSIENT
+    assert result['attempts'] == 1
+    assert result['retried'] == []
+
+
+def test_full_scp_answers_within_wait_after_retries(module_calls, scp):  # pylint: disable=unused-argument
+    # pynetdicom frees the slot of a connection that sends nothing after its ACSE timeout (2 s here)
+    port = scp('ok', maximum_associations=1, acse_timeout=2)
+    timer, sock = hold_slot(port, 30)
+    try:
+        time.sleep(0.3)
+        kind, result = run_module({'host': LOCALHOST, 'port': port, 'called_aet': 'UNITSCP', 'wait': 20, 'delay': 1})
+    finally:
+        timer.cancel()
+        sock.close()
+    assert kind is ExitJson, result
+    peer = result['results'][0]
+    assert peer['outcome'] == 'success'
+    assert peer['attempts'] >= 2
+    assert peer['retried'][0].startswith('rejected: ' + TRANSIENT)

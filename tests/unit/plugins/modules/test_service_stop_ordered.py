@@ -65,6 +65,8 @@ def params(services, **kwargs):
     ([svc('a')], {'only': ['a', 'b']}, 'not in services: b'),
     ([], {}, 'services is empty'),
     ([svc('a')], {'poll_interval': 0}, 'poll_interval must be positive'),
+    ([svc('a', dicom=dict(called_aet='DS', calling_aet='ME'))], {}, 'dicom needs port'),
+    ([svc('a', port=104, dicom=dict(called_aet='A' * 17, calling_aet='ME'))], {}, 'dicom.called_aet'),
     ([svc('a')], {'drain': dict(command='c', query=None, connection=None, max_wait=-1, interval=1,
                                 on_timeout='fail', broadcast=None)}, 'drain.max_wait -1 is negative'),
     ([svc('a')], {'drain': dict(command=None, query='select 1', max_wait=1, interval=1, on_timeout='fail', broadcast=None,
@@ -617,3 +619,39 @@ def test_pauses_start_short_and_double_up_to_the_poll_interval():
     assert [round(next(pause), 3) for dummy in range(4)] == [0.2, 0.4, 0.5, 0.5]
     pause = utils.pauses(0.02)
     assert [next(pause) for dummy in range(3)] == [0.02, 0.02, 0.02]
+
+
+# ---------------------------------------------------------------- gentle looks at a port
+
+class _Module:
+    params = {}
+
+
+def test_a_port_is_probed_at_most_once_a_second_and_each_probe_is_closed_at_once():
+    listener = socket.socket()
+    listener.bind(('127.0.0.1', 0))
+    listener.listen(16)
+    listener.settimeout(2)
+    port = listener.getsockname()[1]
+    ctx = utils.Context(_Module())
+    service = svc('a', port=port)
+    try:
+        answers = [ctx.port_answers(service) for dummy in range(20)]  # a busy wait loop: one probe
+        assert answers == [True] * 20
+        first, dummy = listener.accept()
+        first.settimeout(2)
+        try:
+            data = first.recv(16)
+        except ConnectionResetError:
+            data = b''  # the reset of SO_LINGER 0
+        assert data == b''  # nothing sent, and closed at once (not left half-open until our timeout)
+        listener.settimeout(0.3)
+        with pytest.raises(socket.timeout):
+            listener.accept()
+        time.sleep(utils.PROBE_EVERY + 0.1)
+        assert ctx.port_answers(service) is True
+        second, dummy = listener.accept()  # a second probe only after PROBE_EVERY
+        second.close()
+        first.close()
+    finally:
+        listener.close()
