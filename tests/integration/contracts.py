@@ -120,7 +120,7 @@ def option_problems(options, args, where):
         spec = options[names[key]]
         if templated(value) or value is None:
             continue
-        kind = spec.get('type', 'str')
+        kind = spec.get('type')  # an option documented without a type (include_role's apply) is not type-checked
         if kind in _TYPES and not isinstance(value, _TYPES[kind]) and not (kind == 'list' and isinstance(value, str)):
             if not (kind == 'str' and isinstance(value, (int, float, bool))) and not (kind in ('int', 'float') and str(value).isdigit()):
                 problems.append('%s: %s=%r is not of type %s' % (where, key, value, kind))
