@@ -145,8 +145,10 @@ def break_start(lab):
 
 
 def break_verify(lab):
-    # the new DICOM server ignores the site's AE title (dicom.aet): it runs, but rejects the C-ECHO to the site's one
-    release(lab, lambda f: replace_in(f, 'bin/pmod_ds.py', "AE(ae_title=props['dicom.aet'])", "AE(ae_title='PMOD_DS')"))
+    # the vendor forgot to bump the transaction server's version: it starts and answers, but "Echo TS" names 4.3.9,
+    # not the release it came with (a DICOM server that rejects the site's AE title fails already at the start: its
+    # start is judged by a C-ECHO)
+    release(lab, lambda f: replace_in(f, 'bin/pmod_ts.py', 'VERSION = release_version()', "VERSION = '4.3.9'"))
 
 
 def break_migrate_post(lab):
@@ -181,10 +183,10 @@ FAULTS = {
     'stop': (break_stop, None, 'stop', r'drain', 'rolled_back'),
     'backup': (break_backup, repair_backup, 'backup', r'No space left|ENOSPC|space', 'rolled_back'),
     'swap': (break_swap, repair_swap, 'swap', r'busy|EBUSY', 'rolled_back'),
-    'prefs': (break_prefs, repair_prefs, 'prefs', r'symlink pointing outside', 'rolled_back'),
+    'prefs': (break_prefs, repair_prefs, 'prefs', r'is a symlink to .* refused', 'rolled_back'),
     'offline_migrations': (break_migrate_offline, good_release, 'migrate_offline', r'no_such_column', 'rolled_back'),
     'start': (break_start, good_release, 'start', r'pmod-ts', 'rolled_back'),
-    'verify': (break_verify, good_release, 'verify', r'C-ECHO', 'rolled_back'),
+    'verify': (break_verify, good_release, 'verify', r'Echo TS.*4\.3\.9', 'rolled_back'),
     'post_migrations': (break_migrate_post, good_release, 'migrate_post', r'schema_version', 'rolled_back'),
     'restart_after_verify': (break_restart_after_verify, good_release, 'restart_after_verify', r'pmod-ls', 'rolled_back'),
 }

@@ -65,9 +65,9 @@ def code_texts():
 
 def referenced(key, parent, passed_to, texts):
     """Whether code reads ``key``: the module it is passed to declares it, or a role/plugin reads it from its parent."""
-    if passed_to:
-        return re.search(r'\b%s=dict\(' % re.escape(key), texts[passed_to]) is not None
-    if parent is None:  # a key of list items read through a loop variable: <item>.key
+    if passed_to and re.search(r'\b%s=dict\(' % re.escape(key), texts[passed_to]):
+        return True
+    if parent is None or passed_to:  # a key of list items read through a loop variable: <item>.key
         pattern = re.compile(r'\.%s\b' % re.escape(key))
         return any(pattern.search(t) for f, t in texts.items() if not f.endswith('.py'))
     jinja = re.compile(r'%s[^.\n]{0,40}\.%s\b' % (re.escape(parent), re.escape(key)))
