@@ -12,6 +12,7 @@ if os.path.join(ROOT, 'lab') not in sys.path:     # for the tests' own "import b
     sys.path.insert(0, os.path.join(ROOT, 'lab'))
 
 from harness import run_playbook  # noqa: E402  pylint: disable=wrong-import-position
+from procs import descendants  # noqa: E402,F401  pylint: disable=wrong-import-position,import-error,unused-import
 
 PLAYBOOK = os.path.join(ROOT, 'playbooks', 'upgrade.yml')
 ENV = {'ANSIBLE_CONFIG': os.path.join(ROOT, 'lab', 'ansible.cfg')}
@@ -111,25 +112,6 @@ class Lab:
 
     def run(self, check=False, **kwargs):
         return run_playbook(PLAYBOOK, inventory=self.inventory, check=check, env=ENV, timeout=1200, **kwargs)
-
-
-def descendants(pid):
-    """Every process below ``pid``, from /proc."""
-    children = {}
-    for name in os.listdir('/proc'):
-        if name.isdigit():
-            try:
-                with open('/proc/%s/stat' % name, encoding='ascii') as handle:
-                    ppid = int(handle.read().rsplit(')', 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 def properties(path):
