@@ -17,6 +17,7 @@ APT_PACKAGES=(
   firebird3.0-server firebird3.0-utils libfbclient2
   sqlite3 orthanc dcmtk
   openssh-server iproute2 rsync zstd util-linux procps shellcheck
+  chromium chromium-driver
 )
 
 missing=()
