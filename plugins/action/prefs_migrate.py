@@ -5,7 +5,7 @@
 
 On a Windows host (``ansible_facts.os_family == 'Windows'`` or a PowerShell connection shell) the files
 are listed with ``ansible.windows.win_find``/``win_stat``, read with ``ansible.windows.slurp``, merged
-here with the same engine the module uses (``module_utils/prefs.py``), and written with
+here with the same engine the module uses (``module_utils/prefs/``), and written with
 ``ansible.windows.win_copy`` (``remote`` mode for copies between the roots, ``single`` mode for merged
 content sent from the controller).  Windows has no rename-into-place over WinRM modules, so every file
 that will be replaced is first copied into ``backup_dir`` and a failure part-way copies those back and
@@ -27,9 +27,11 @@ from ansible.module_utils.common.text.converters import to_bytes, to_native
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.clinops.upgrade.plugins.module_utils.paths import PathEscape, check_option_path
-from ansible_collections.clinops.upgrade.plugins.module_utils.prefs import (
-    DIFF_LIMIT, PrefsError, check_item_path, file_diff, is_inside, is_key_file, item_matches, literal_prefix,
-    merge, pattern_regex, prefs_argument_spec, resolve_format, select_files,
+from ansible_collections.clinops.upgrade.plugins.module_utils.prefs.common import DIFF_LIMIT, PrefsError, prefs_argument_spec
+from ansible_collections.clinops.upgrade.plugins.module_utils.prefs.masking import file_diff, is_key_file
+from ansible_collections.clinops.upgrade.plugins.module_utils.prefs.merge import merge
+from ansible_collections.clinops.upgrade.plugins.module_utils.prefs.patterns import (
+    check_item_path, is_inside, item_matches, literal_prefix, pattern_regex, resolve_format, select_files,
 )
 
 MODULE = 'clinops.upgrade.prefs_migrate'

@@ -17,7 +17,7 @@ import time
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.clinops.upgrade.plugins.module_utils.service_stop_ordered import (
+from ansible_collections.clinops.upgrade.plugins.module_utils.service.spec import (
     MUTUALLY_EXCLUSIVE,
     argument_spec,
     check_params,

@@ -21,7 +21,7 @@ from ansible.module_utils.common.parameters import remove_values
 from ansible_collections.clinops.upgrade.plugins.module_utils import dicom as _dicom
 from ansible_collections.clinops.upgrade.plugins.module_utils import journal as _journal
 from ansible_collections.clinops.upgrade.plugins.module_utils import paths as _paths
-from ansible_collections.clinops.upgrade.plugins.module_utils import service_stop_ordered as _services
+from ansible_collections.clinops.upgrade.plugins.module_utils.service import procs as _services
 from ansible_collections.clinops.upgrade.plugins.module_utils.host import (  # pylint: disable=unused-import
     PosixHost, StepFailed, SubModule, extract, fsync_dir, run_module)
 

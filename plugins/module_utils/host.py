@@ -38,11 +38,11 @@ import time
 import zipfile
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-from ansible_collections.clinops.upgrade.plugins.module_utils import db_backup as _db_backup
+from ansible_collections.clinops.upgrade.plugins.module_utils.backup import module as _db_backup
 from ansible_collections.clinops.upgrade.plugins.module_utils import paths as _paths
-from ansible_collections.clinops.upgrade.plugins.module_utils import prefs as _prefs
-from ansible_collections.clinops.upgrade.plugins.module_utils import schema_update as _schema_update
-from ansible_collections.clinops.upgrade.plugins.module_utils import service_stop_ordered as _services
+from ansible_collections.clinops.upgrade.plugins.module_utils.prefs import migration as _prefs
+from ansible_collections.clinops.upgrade.plugins.module_utils.schema import module as _schema_update
+from ansible_collections.clinops.upgrade.plugins.module_utils.service import task as _services
 
 _VALIDATOR_KEYS = ('mutually_exclusive', 'required_together', 'required_one_of', 'required_if', 'required_by')
 

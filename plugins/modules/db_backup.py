@@ -309,7 +309,7 @@ target_database:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.clinops.upgrade.plugins.module_utils.db_backup import module_kwargs, run
+from ansible_collections.clinops.upgrade.plugins.module_utils.backup.module import module_kwargs, run
 
 
 def main():

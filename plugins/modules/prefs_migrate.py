@@ -229,7 +229,7 @@ backup_dir:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.clinops.upgrade.plugins.module_utils.prefs import module_kwargs, run
+from ansible_collections.clinops.upgrade.plugins.module_utils.prefs.migration import module_kwargs, run
 
 
 def main():

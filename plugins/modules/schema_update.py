@@ -300,7 +300,7 @@ stderr:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.clinops.upgrade.plugins.module_utils.schema_update import module_kwargs, run
+from ansible_collections.clinops.upgrade.plugins.module_utils.schema.module import module_kwargs, run
 
 
 def main():

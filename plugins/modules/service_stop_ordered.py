@@ -413,7 +413,7 @@ drain:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.clinops.upgrade.plugins.module_utils.service_stop_ordered import module_kwargs, run
+from ansible_collections.clinops.upgrade.plugins.module_utils.service.task import module_kwargs, run
 
 
 def main():

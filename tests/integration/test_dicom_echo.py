@@ -417,13 +417,13 @@ def test_orthanc_is_stalled_by_half_open_probes_not_by_the_gentle_ones(peers):
     (until DicomScpTimeout, 30 s), so a C-ECHO meanwhile gets no answer. service_stop_ordered's probe closes at once:
     ten of them leave no connection behind (ss) and the C-ECHO right after is answered."""
     from ansible_collections.clinops.upgrade.plugins.module_utils import dicom  # pylint: disable=import-outside-toplevel
-    from ansible_collections.clinops.upgrade.plugins.module_utils import service_stop_ordered  # pylint: disable=import-outside-toplevel
+    from ansible_collections.clinops.upgrade.plugins.module_utils.service import procs as service_procs  # pylint: disable=import-outside-toplevel
     dicom.quiet_pynetdicom()
     port = peers['orthanc'].port
     peer = dict(dicom.DEFAULTS, host=LOCALHOST, port=port, called_aet='ORTHANC', tls=None,
                 connect_timeout=3, acse_timeout=3, dimse_timeout=3)
     for dummy in range(10):
-        assert service_stop_ordered.port_open(LOCALHOST, port)
+        assert service_procs.port_open(LOCALHOST, port)
     assert orthanc_connections(port) == []
     assert dicom.run_peer(peer)['outcome'] == 'success'
 

@@ -19,7 +19,7 @@ import servers
 
 sys.path.insert(0, COLLECTIONS)
 
-from ansible_collections.clinops.upgrade.plugins.module_utils import schema_update as su  # noqa: E402
+from ansible_collections.clinops.upgrade.plugins.module_utils.schema import module as schema_module  # noqa: E402
 
 MODULE = 'clinops.upgrade.schema_update'
 ENGINES = ['postgresql', 'mysql', 'sqlite', 'firebird']
@@ -174,7 +174,7 @@ def test_edited_applied_file_fails_before_applying(db, tmp_path):
 
 
 def _hold_lock(db):
-    backend = su.BACKENDS[db.engine](dict(db.params, connect_timeout=10), HISTORY, 0)
+    backend = schema_module.BACKENDS[db.engine](dict(db.params, connect_timeout=10), HISTORY, 0)
     backend.open()
     backend.lock()
     return backend

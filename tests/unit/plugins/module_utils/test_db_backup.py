@@ -12,7 +12,11 @@ import sys
 import pytest
 
 from ansible_collections.clinops.upgrade.plugins.module_utils import database
-from ansible_collections.clinops.upgrade.plugins.module_utils import db_backup as dbb
+from ansible_collections.clinops.upgrade.plugins.module_utils.backup import common as backup_common
+from ansible_collections.clinops.upgrade.plugins.module_utils.backup import mssql as backup_mssql
+from ansible_collections.clinops.upgrade.plugins.module_utils.backup import mysql as backup_mysql
+from ansible_collections.clinops.upgrade.plugins.module_utils.backup import postgresql as backup_postgresql
+from ansible_collections.clinops.upgrade.plugins.module_utils.backup import streams as backup_streams
 
 
 # --- names -------------------------------------------------------------------------------------
@@ -31,17 +35,17 @@ from ansible_collections.clinops.upgrade.plugins.module_utils import db_backup a
 ])
 def test_render_name(template, label, ext, expected):
     if expected is None:
-        with pytest.raises(dbb.BackupError):
-            dbb.render_name(template, 'postgresql', 'pmod', label, '20250131T120000Z', ext)
+        with pytest.raises(backup_common.BackupError):
+            backup_common.render_name(template, 'postgresql', 'pmod', label, '20250131T120000Z', ext)
     else:
-        assert dbb.render_name(template, 'postgresql', 'pmod', label, '20250131T120000Z', ext) == expected
+        assert backup_common.render_name(template, 'postgresql', 'pmod', label, '20250131T120000Z', ext) == expected
 
 
 @pytest.mark.parametrize('value, expected', [
     ('pmod', 'pmod'), ('my db', 'my_db'), ('../etc', '_etc'), ('..', '_'), ('ümlaut', '_mlaut'),
 ])
 def test_safe_component(value, expected):
-    assert dbb.safe_component(value) == expected
+    assert backup_common.safe_component(value) == expected
 
 
 @pytest.mark.parametrize('engine, fmt, compression, ext', [
@@ -57,7 +61,7 @@ def test_safe_component(value, expected):
     ('mssql', 'bak', 'gzip', '.bak'),
 ])
 def test_backup_extension(engine, fmt, compression, ext):
-    assert dbb.backup_extension(engine, fmt, compression) == ext
+    assert backup_common.backup_extension(engine, fmt, compression) == ext
 
 
 @pytest.mark.parametrize('engine, fmt, compression, expected', [
@@ -70,12 +74,12 @@ def test_backup_extension(engine, fmt, compression, ext):
 ])
 def test_resolve_format_and_compression(engine, fmt, compression, expected):
     if isinstance(expected, str):
-        with pytest.raises(dbb.BackupError, match=expected):
-            f = dbb.resolve_format(engine, fmt)
-            dbb.resolve_compression(engine, f, compression)
+        with pytest.raises(backup_common.BackupError, match=expected):
+            f = backup_common.resolve_format(engine, fmt)
+            backup_common.resolve_compression(engine, f, compression)
     else:
-        f = dbb.resolve_format(engine, fmt)
-        assert (f, dbb.resolve_compression(engine, f, compression)) == expected
+        f = backup_common.resolve_format(engine, fmt)
+        assert (f, backup_common.resolve_compression(engine, f, compression)) == expected
 
 
 # --- retention, manifests ---------------------------------------------------------------------
@@ -95,13 +99,13 @@ def _m(name, created):
 def test_select_for_retention(keep, expected):
     existing = [_m('a', '2025-01-01'), _m('c', '2025-01-03'), _m('b', '2025-01-02')]
     new = _m('new', '9999')
-    doomed = dbb.select_for_retention(existing + [new], keep, '/b/new')
+    doomed = backup_common.select_for_retention(existing + [new], keep, '/b/new')
     assert [d['backup_path'][3:] for d in doomed] == expected
 
 
 def test_retention_never_deletes_the_new_backup_even_with_an_odd_clock():
     existing = [_m('future', '2099-01-01'), _m('new', '2000-01-01')]
-    doomed = dbb.select_for_retention(existing, 1, '/b/new')
+    doomed = backup_common.select_for_retention(existing, 1, '/b/new')
     assert [d['backup_path'] for d in doomed] == ['/b/future']
 
 
@@ -112,26 +116,26 @@ def test_retention_never_deletes_the_new_backup_even_with_an_odd_clock():
     ({}, {'x': 3}, ['table x is in the restored copy but not in the source']),
 ])
 def test_compare_row_counts(expected, actual, problems):
-    assert dbb.compare_row_counts(expected, actual) == problems
+    assert backup_common.compare_row_counts(expected, actual) == problems
 
 
 def _write_manifest(folder, file_name, **fields):
-    manifest = dbb.build_manifest('postgresql', 'pmod', 'pmod', fields.pop('label', None), fields.pop('fmt', 'custom'),
-                                  fields.pop('compression', 'gzip'), file_name, 3, 'abc', '15.1', {}, 100,
-                                  fields.pop('created_at', '2025-01-01T00:00:00+00:00'), 'stream')
+    manifest = backup_common.build_manifest('postgresql', 'pmod', 'pmod', fields.pop('label', None), fields.pop('fmt', 'custom'),
+                                            fields.pop('compression', 'gzip'), file_name, 3, 'abc', '15.1', {}, 100,
+                                            fields.pop('created_at', '2025-01-01T00:00:00+00:00'), 'stream')
     manifest.update(fields)
-    with open(os.path.join(folder, file_name + dbb.MANIFEST_SUFFIX), 'w', encoding='utf-8') as handle:
+    with open(os.path.join(folder, file_name + backup_common.MANIFEST_SUFFIX), 'w', encoding='utf-8') as handle:
         json.dump(manifest, handle)
     return manifest
 
 
 def test_build_manifest_fields():
-    manifest = dbb.build_manifest('mysql', 'c', 'c', 'l', 'sql', 'gzip', 'f.sql.gz', 10, 'aa', '10.11', {'mariadb-dump': 'v'},
-                                  99, 'now', 'stream', row_counts={'t': 1}, extra=dict(entries=3))
+    manifest = backup_common.build_manifest('mysql', 'c', 'c', 'l', 'sql', 'gzip', 'f.sql.gz', 10, 'aa', '10.11', {'mariadb-dump': 'v'},
+                                            99, 'now', 'stream', row_counts={'t': 1}, extra=dict(entries=3))
     for key in ('engine', 'database', 'server_version', 'size', 'sha256', 'tool_versions', 'label', 'created_at',
                 'verification', 'row_counts', 'entries', 'checksum_method'):
         assert key in manifest
-    assert manifest['manifest_version'] == dbb.MANIFEST_VERSION
+    assert manifest['manifest_version'] == backup_common.MANIFEST_VERSION
     assert json.loads(json.dumps(manifest)) == manifest
 
 
@@ -146,13 +150,13 @@ def test_load_and_match_manifests(tmp_path):
         handle.write('{not json')
     with open(os.path.join(folder, 'renamed.dump.manifest.json'), 'w', encoding='utf-8') as handle:
         json.dump(dict(manifest_version=1, file='other.dump'), handle)
-    found = dbb.load_manifests(folder)
+    found = backup_common.load_manifests(folder)
     assert sorted(os.path.basename(m['backup_path']) for m in found) == ['a.dump', 'b.dump', 'c.dump', 'd.dir']
-    same = dbb.matching_manifests(found, 'postgresql', 'pmod', 'pre', 'custom', 'gzip', label_required=True)
+    same = backup_common.matching_manifests(found, 'postgresql', 'pmod', 'pre', 'custom', 'gzip', label_required=True)
     assert [os.path.basename(m['backup_path']) for m in same] == ['b.dump', 'a.dump']
-    assert len(dbb.matching_manifests(found, 'postgresql', 'pmod')) == 4
-    assert dbb.matching_manifests(found, 'mysql', 'pmod') == []
-    assert dbb.load_manifests(str(tmp_path / 'missing')) == []
+    assert len(backup_common.matching_manifests(found, 'postgresql', 'pmod')) == 4
+    assert backup_common.matching_manifests(found, 'mysql', 'pmod') == []
+    assert backup_common.load_manifests(str(tmp_path / 'missing')) == []
 
 
 # --- "newest": the manifest's creation time, then the name's -N suffix ------------------------------
@@ -173,10 +177,10 @@ def _newest_first_everywhere(manifests):
     """The newest-first order as restore/label reuse (matching_manifests) and retention see it, for every input order."""
     orders = set()
     for ordering in itertools.permutations(manifests):
-        matched = dbb.matching_manifests(list(ordering), 'sqlite', '/srv/app.db', 'pre', label_required=True)
+        matched = backup_common.matching_manifests(list(ordering), 'sqlite', '/srv/app.db', 'pre', label_required=True)
         orders.add(tuple(m['file'] for m in matched))
         # retention with keep=1 deletes every other backup, newest first (the protected one is not in the list)
-        doomed = dbb.select_for_retention(list(ordering), 1, '/b/just-taken.sqlite')
+        doomed = backup_common.select_for_retention(list(ordering), 1, '/b/just-taken.sqlite')
         orders.add(tuple(m['file'] for m in doomed))
     assert len(orders) == 1, orders
     return list(orders.pop())
@@ -238,7 +242,7 @@ def test_old_and_new_manifests_together():
     (dict(), None),
 ])
 def test_manifest_created_ns(fields, expected):
-    assert dbb.manifest_created_ns(fields) == expected
+    assert backup_common.manifest_created_ns(fields) == expected
 
 
 @pytest.mark.parametrize('name, expected', [
@@ -254,24 +258,24 @@ def test_manifest_created_ns(fields, expected):
     ('odd-7', ('odd', 7)),
 ])
 def test_name_counter(name, expected):
-    assert dbb.name_counter(name) == expected
+    assert backup_common.name_counter(name) == expected
 
 
 def test_new_manifests_record_created_ns_in_step_with_created_at(tmp_path):
     moment = datetime.datetime(2025, 3, 1, 10, 0, 0, 123456, tzinfo=datetime.timezone.utc)
-    assert dbb.epoch_ns(moment) == SECOND_NS + 123456000
-    assert dbb.epoch_ns(moment.replace(tzinfo=None)) == SECOND_NS + 123456000
-    assert dbb.iso_now(moment) == SECOND and dbb.utc_timestamp(moment) == '20250301T100000Z'
-    manifest = dbb.build_manifest('sqlite', 'app', '/srv/app.db', None, 'sqlite', 'none', 'f.sqlite', 1, 'aa', '3', {}, 1,
-                                  dbb.iso_now(moment), 'stream', created_ns=dbb.epoch_ns(moment))
+    assert backup_common.epoch_ns(moment) == SECOND_NS + 123456000
+    assert backup_common.epoch_ns(moment.replace(tzinfo=None)) == SECOND_NS + 123456000
+    assert backup_common.iso_now(moment) == SECOND and backup_common.utc_timestamp(moment) == '20250301T100000Z'
+    manifest = backup_common.build_manifest('sqlite', 'app', '/srv/app.db', None, 'sqlite', 'none', 'f.sqlite', 1, 'aa', '3', {}, 1,
+                                            backup_common.iso_now(moment), 'stream', created_ns=backup_common.epoch_ns(moment))
     assert manifest['created_ns'] == SECOND_NS + 123456000 and manifest['created_at'] == SECOND
-    assert 'created_ns' not in dbb.build_manifest('sqlite', 'app', '/srv/app.db', None, 'sqlite', 'none', 'f.sqlite', 1,
-                                                  'aa', '3', {}, 1, SECOND, 'stream')
+    assert 'created_ns' not in backup_common.build_manifest('sqlite', 'app', '/srv/app.db', None, 'sqlite', 'none', 'f.sqlite', 1,
+                                                            'aa', '3', {}, 1, SECOND, 'stream')
     # through a file and load_manifests, as restore and label reuse read them
     _write_manifest(str(tmp_path), 'a_TS.dump', created_at=SECOND, created_ns=SECOND_NS + 900)
     _write_manifest(str(tmp_path), 'a_TS-2.dump', created_at=SECOND, created_ns=SECOND_NS + 500)
     _write_manifest(str(tmp_path), 'a_TS-3.dump', created_at=SECOND)
-    found = dbb.matching_manifests(dbb.load_manifests(str(tmp_path)), 'postgresql', 'pmod')
+    found = backup_common.matching_manifests(backup_common.load_manifests(str(tmp_path)), 'postgresql', 'pmod')
     assert [os.path.basename(m['backup_path']) for m in found] == ['a_TS.dump', 'a_TS-2.dump', 'a_TS-3.dump']
 
 
@@ -279,26 +283,26 @@ def test_check_checksum_file_and_folder(tmp_path):
     path = tmp_path / 'x.dump'
     path.write_bytes(b'hello world')
     manifest = dict(size=11, sha256=hashlib.sha256(b'hello world').hexdigest())
-    assert dbb.check_checksum(manifest, str(path)) is None
+    assert backup_streams.check_checksum(manifest, str(path)) is None
     path.write_bytes(b'hello World')
-    assert 'damaged' in dbb.check_checksum(manifest, str(path))
+    assert 'damaged' in backup_streams.check_checksum(manifest, str(path))
     path.write_bytes(b'hello')
-    assert 'truncated' in dbb.check_checksum(manifest, str(path))
-    assert 'missing' in dbb.check_checksum(manifest, str(tmp_path / 'nope'))
+    assert 'truncated' in backup_streams.check_checksum(manifest, str(path))
+    assert 'missing' in backup_streams.check_checksum(manifest, str(tmp_path / 'nope'))
 
     folder = tmp_path / 'd.dir'
     folder.mkdir()
     (folder / 'toc.dat').write_bytes(b'toc')
     (folder / '1.dat.gz').write_bytes(b'data')
-    files, digest, size = dbb.hash_tree(str(folder))
+    files, digest, size = backup_streams.hash_tree(str(folder))
     assert size == 7 and sorted(files) == ['1.dat.gz', 'toc.dat']
     manifest = dict(files=files, sha256=digest)
-    assert dbb.check_checksum(manifest, str(folder)) is None
+    assert backup_streams.check_checksum(manifest, str(folder)) is None
     (folder / 'extra').write_bytes(b'')
-    assert 'not in its manifest' in dbb.check_checksum(manifest, str(folder))
+    assert 'not in its manifest' in backup_streams.check_checksum(manifest, str(folder))
     os.unlink(str(folder / 'extra'))
     (folder / 'toc.dat').write_bytes(b'tod')
-    assert 'damaged' in dbb.check_checksum(manifest, str(folder))
+    assert 'damaged' in backup_streams.check_checksum(manifest, str(folder))
 
 
 # --- secrets in files --------------------------------------------------------------------------
@@ -308,12 +312,12 @@ def test_check_checksum_file_and_folder(tmp_path):
     ('a:b\\c', '*:*:*:*:a\\:b\\\\c\n'),
 ])
 def test_pgpass_line(password, line):
-    assert dbb.pgpass_line(password) == line
+    assert backup_postgresql.pgpass_line(password) == line
 
 
 def test_pgpass_line_refuses_line_break():
-    with pytest.raises(dbb.BackupError, match='line break'):
-        dbb.pgpass_line('a\nb')
+    with pytest.raises(backup_common.BackupError, match='line break'):
+        backup_postgresql.pgpass_line('a\nb')
 
 
 @pytest.mark.parametrize('value, quoted', [
@@ -326,23 +330,23 @@ def test_pgpass_line_refuses_line_break():
 ])
 def test_mysql_option_value(value, quoted):
     if quoted is None:
-        with pytest.raises(dbb.BackupError):
-            dbb.mysql_option_value(value)
+        with pytest.raises(backup_common.BackupError):
+            backup_mysql.mysql_option_value(value)
     else:
-        assert dbb.mysql_option_value(value) == quoted
+        assert backup_mysql.mysql_option_value(value) == quoted
 
 
 def test_mysql_option_file_tcp_and_socket():
-    text = dbb.mysql_option_file(dict(login_user='u', login_password='p', login_host='127.0.0.1', login_port=3307,
-                                      connect_timeout=5))
+    text = backup_mysql.mysql_option_file(dict(login_user='u', login_password='p', login_host='127.0.0.1', login_port=3307,
+                                               connect_timeout=5))
     assert text.startswith('[client]\n') and 'password="p"' in text and 'port=3307' in text and 'protocol=tcp' in text
     assert '[mysql]\nconnect-timeout=5' in text
-    text = dbb.mysql_option_file(dict(login_unix_socket='/run/m.sock'))
+    text = backup_mysql.mysql_option_file(dict(login_unix_socket='/run/m.sock'))
     assert 'socket="/run/m.sock"' in text and 'protocol=socket' in text and 'password' not in text
 
 
 def test_secret_files_are_private_and_removed(tmp_path):
-    files = dbb.SecretFiles(str(tmp_path))
+    files = backup_streams.SecretFiles(str(tmp_path))
     path = files.write('pgpass', 'secret')
     assert os.stat(files.folder).st_mode & 0o777 == 0o700
     assert os.stat(path).st_mode & 0o777 == 0o600
@@ -356,7 +360,7 @@ def test_secret_files_are_private_and_removed(tmp_path):
     ('a=b', "dbname='a=b'"),
 ])
 def test_pg_conninfo(name, conninfo):
-    assert dbb.pg_conninfo(name) == conninfo
+    assert backup_postgresql.pg_conninfo(name) == conninfo
 
 
 # --- SQL Server statements (SQL Server cannot run here; these are what sqlcmd would get) -------
@@ -370,23 +374,23 @@ def test_pg_conninfo(name, conninfo):
      " COMPRESSION, NAME = N'pre'"),
 ])
 def test_mssql_backup_statement(database, path, compression, label, expected):
-    assert dbb.mssql_backup_statement(database, path, compression, label) == expected
+    assert backup_mssql.mssql_backup_statement(database, path, compression, label) == expected
 
 
 def test_mssql_verify_and_restore_statements():
-    assert dbb.mssql_verify_statement("/b/x'.bak") == "RESTORE VERIFYONLY FROM DISK = N'/b/x''.bak' WITH CHECKSUM"
-    assert dbb.mssql_filelist_statement('/b/x.bak') == "RESTORE FILELISTONLY FROM DISK = N'/b/x.bak'"
-    moves = dbb.mssql_moves([('IS_Data', 'D:\\data\\IS.mdf'), ('IS_Log', 'D:\\log\\IS_log.ldf')], 'IS_copy')
+    assert backup_mssql.mssql_verify_statement("/b/x'.bak") == "RESTORE VERIFYONLY FROM DISK = N'/b/x''.bak' WITH CHECKSUM"
+    assert backup_mssql.mssql_filelist_statement('/b/x.bak') == "RESTORE FILELISTONLY FROM DISK = N'/b/x.bak'"
+    moves = backup_mssql.mssql_moves([('IS_Data', 'D:\\data\\IS.mdf'), ('IS_Log', 'D:\\log\\IS_log.ldf')], 'IS_copy')
     assert moves == {'IS_Data': 'D:\\data\\IS_copy_0.mdf', 'IS_Log': 'D:\\log\\IS_copy_1.ldf'}
-    assert dbb.mssql_restore_statement('IS_copy', '/b/x.bak', moves) == (
+    assert backup_mssql.mssql_restore_statement('IS_copy', '/b/x.bak', moves) == (
         "RESTORE DATABASE [IS_copy] FROM DISK = N'/b/x.bak' WITH CHECKSUM, REPLACE, RECOVERY,"
         " MOVE N'IS_Data' TO N'D:\\data\\IS_copy_0.mdf', MOVE N'IS_Log' TO N'D:\\log\\IS_copy_1.ldf'")
-    assert dbb.mssql_restore_statement('IS', '/b/x.bak') == (
+    assert backup_mssql.mssql_restore_statement('IS', '/b/x.bak') == (
         "RESTORE DATABASE [IS] FROM DISK = N'/b/x.bak' WITH CHECKSUM, REPLACE, RECOVERY")
-    drop = dbb.mssql_drop_statement('IS_copy')
+    drop = backup_mssql.mssql_drop_statement('IS_copy')
     assert "DB_ID(N'IS_copy')" in drop and 'SET SINGLE_USER WITH ROLLBACK IMMEDIATE' in drop and 'DROP DATABASE [IS_copy]' in drop
-    assert "DB_ID(N'IS')" in dbb.mssql_size_query('IS')
-    assert 'sys.partitions' in dbb.mssql_row_count_query()
+    assert "DB_ID(N'IS')" in backup_mssql.mssql_size_query('IS')
+    assert 'sys.partitions' in backup_mssql.mssql_row_count_query()
 
 
 # --- streaming ---------------------------------------------------------------------------------
@@ -394,9 +398,9 @@ def test_mssql_verify_and_restore_statements():
 def test_run_pipeline_hashes_what_it_writes(tmp_path):
     out = tmp_path / 'out'
     with open(str(out), 'wb') as handle:
-        writer = dbb.HashingWriter(handle)
-        results = dbb.run_pipeline([[sys.executable, '-c', 'import sys; sys.stdout.write("x" * 3000000)'],
-                                    ['gzip', '-c']], sink=writer)
+        writer = backup_streams.HashingWriter(handle)
+        results = backup_streams.run_pipeline([[sys.executable, '-c', 'import sys; sys.stdout.write("x" * 3000000)'],
+                                              ['gzip', '-c']], sink=writer)
     assert [r[1] for r in results] == [0, 0]
     data = out.read_bytes()
     assert writer.size == len(data) and writer.hexdigest == hashlib.sha256(data).hexdigest()
@@ -412,7 +416,7 @@ def test_run_pipeline_hashes_what_it_writes(tmp_path):
     ([('zstd', 0, ''), ('pg_restore', -13, '')], (), 'pg_restore exited with -13'),
 ])
 def test_pipeline_failure(results, patterns, expected):
-    message = dbb.pipeline_failure(results, patterns)
+    message = backup_streams.pipeline_failure(results, patterns)
     if expected is None:
         assert message is None
     else:
@@ -424,16 +428,16 @@ def test_pipeline_kills_everything_when_the_sink_fails(tmp_path):
         raise OSError(28, 'No space left on device')
 
     with pytest.raises(OSError):
-        dbb.run_pipeline([[sys.executable, '-c', 'import sys\nwhile True: sys.stdout.write("y" * 65536)']], sink=sink)
+        backup_streams.run_pipeline([[sys.executable, '-c', 'import sys\nwhile True: sys.stdout.write("y" * 65536)']], sink=sink)
 
 
 @pytest.mark.parametrize('mode, expected', [(0o600, 0o700), (0o640, 0o750), (0o644, 0o755), (0o200, 0o200)])
 def test_mode_for_directory(mode, expected):
-    assert dbb.mode_for_directory(mode) == expected
+    assert backup_common.mode_for_directory(mode) == expected
 
 
 def test_scratch_name_is_short_and_unique():
-    names = {dbb.scratch_name('x' * 100) for _attempt in range(20)}
+    names = {backup_common.scratch_name('x' * 100) for _attempt in range(20)}
     assert len(names) == 20 and all(len(n) <= 63 for n in names)
 
 

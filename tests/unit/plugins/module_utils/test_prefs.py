@@ -8,8 +8,14 @@ import json
 
 import pytest
 
-from ansible_collections.clinops.upgrade.plugins.module_utils import prefs
-from ansible_collections.clinops.upgrade.plugins.module_utils.prefs import PrefsError, merge
+from ansible_collections.clinops.upgrade.plugins.module_utils.prefs import common as prefs_common
+from ansible_collections.clinops.upgrade.plugins.module_utils.prefs import ini as prefs_ini
+from ansible_collections.clinops.upgrade.plugins.module_utils.prefs import masking as prefs_masking
+from ansible_collections.clinops.upgrade.plugins.module_utils.prefs import merge as prefs_merge
+from ansible_collections.clinops.upgrade.plugins.module_utils.prefs import patterns as prefs_patterns
+from ansible_collections.clinops.upgrade.plugins.module_utils.prefs import properties as prefs_properties
+from ansible_collections.clinops.upgrade.plugins.module_utils.prefs.common import PrefsError
+from ansible_collections.clinops.upgrade.plugins.module_utils.prefs.merge import merge
 
 
 # ------------------------------------------------------------------ three-way merge, per format
@@ -102,23 +108,23 @@ def test_properties_latin1_and_unicode_escapes_round_trip():
     old = 'name=Zürich \\u2603\ncity=M\\u00fcnchen\n'.encode('latin-1')
     new = b'name=x\ncity=y\n'
     result, report = merge('properties', old, new, None, 'f')
-    doc = prefs.PropertiesDoc(result)
+    doc = prefs_properties.PropertiesDoc(result)
     assert doc.items() == {'name': 'Zürich \u2603', 'city': 'München'}
     assert b'Z\xfcrich \\u2603' in result  # the old raw text, in ISO-8859-1, kept
     assert report['keys'] == ['name', 'city']
 
 
 def test_properties_escape_of_values_outside_latin1():
-    doc = prefs.PropertiesDoc(b'k=v\n')
+    doc = prefs_properties.PropertiesDoc(b'k=v\n')
     doc.set('k', 'Grüße \u20ac\n end')
     data = doc.to_bytes()
     assert data == b'k=Gr\xfc\xdfe \\u20AC\\n end\n'
-    assert prefs.PropertiesDoc(data).items()['k'] == 'Grüße \u20ac\n end'
+    assert prefs_properties.PropertiesDoc(data).items()['k'] == 'Grüße \u20ac\n end'
 
 
 def test_properties_crlf_continuation_and_separators_kept():
     new = b'# head\r\nlist = a,\\\r\n    b,\\\r\n    c\r\nother : 1\r\nspace value\r\n'
-    doc = prefs.PropertiesDoc(new)
+    doc = prefs_properties.PropertiesDoc(new)
     assert doc.items() == {'list': 'a,b,c', 'other': '1', 'space': 'value'}
     doc.set('other', '2')
     doc.set('space', 'v2')
@@ -126,7 +132,7 @@ def test_properties_crlf_continuation_and_separators_kept():
 
 
 def test_properties_added_key_uses_file_newline_and_separator():
-    doc = prefs.PropertiesDoc(b'a = 1\r\nb = 2')
+    doc = prefs_properties.PropertiesDoc(b'a = 1\r\nb = 2')
     doc.add('new key', 'x')
     assert doc.to_bytes() == b'a = 1\r\nb = 2\r\nnew\\ key = x\r\n'
 
@@ -134,7 +140,7 @@ def test_properties_added_key_uses_file_newline_and_separator():
 @pytest.mark.parametrize('data', [b'a=\\u12\n', b'a=\\uZZZZ\n', b'a=1\x00\n'])
 def test_properties_malformed_refused(data):
     with pytest.raises(PrefsError, match='malformed|NUL'):
-        prefs.PropertiesDoc(data, 'bad.properties')
+        prefs_properties.PropertiesDoc(data, 'bad.properties')
 
 
 # ------------------------------------------------------------------ INI, JSON, XML details
@@ -157,7 +163,7 @@ def test_ini_latin1_value_not_representable_refused():
     (b'[a\nx=1\n', 'section'), (b'[a]\nx=1\nX=2\n', 'twice'), (b'[a]\n[A]\n', 'twice')])
 def test_ini_ambiguous_refused(data, match):
     with pytest.raises(PrefsError, match=match):
-        prefs.IniDoc(data, 'x.ini')
+        prefs_ini.IniDoc(data, 'x.ini')
 
 
 def test_json_compact_and_non_ascii():
@@ -181,7 +187,7 @@ def test_json_key_with_slash_and_type_checks():
                                        ('xml', b'\xff\xfe<\x00a\x00/\x00>\x00')])
 def test_malformed_refused(fmt, data):
     with pytest.raises(PrefsError):
-        prefs.parse(fmt, data, 'x')
+        prefs_merge.parse(fmt, data, 'x')
 
 
 def test_xml_latin1_declared_encoding_kept():
@@ -213,7 +219,7 @@ def test_xml_escaping_of_values():
     ('auth.token', True), ('pwd', True), ("map/entry[@key='smtp.password']/@value", True),
     ('port', False), ('keyboard.layout', False), ("map/entry[@key='port']/@value", False), ('cache.size', False)])
 def test_is_secret_key(name, secret):
-    assert prefs.is_secret_key(name) is secret
+    assert prefs_masking.is_secret_key(name) is secret
 
 
 @pytest.mark.parametrize('text, hidden, shown', [
@@ -225,25 +231,25 @@ def test_is_secret_key(name, secret):
     ('<cfg><secret>geheim</secret></cfg>', 'geheim', '<cfg>'),
 ])
 def test_mask_text(text, hidden, shown):
-    masked = prefs.mask_text(text)
+    masked = prefs_masking.mask_text(text)
     assert hidden not in masked
     assert shown in masked
-    assert prefs.MASK in masked
+    assert prefs_common.MASK in masked
 
 
 def test_file_diff_never_shows_key_files():
     pem = b'-----BEGIN PRIVATE KEY-----\nMIIsecret\n-----END PRIVATE KEY-----\n'
-    diff = prefs.file_diff('Server Database/key.pem', None, pem)
+    diff = prefs_masking.file_diff('Server Database/key.pem', None, pem)
     assert b'MIIsecret'.decode() not in diff['after']
-    diff = prefs.file_diff('any.bin', None, pem)
+    diff = prefs_masking.file_diff('any.bin', None, pem)
     assert 'MIIsecret' not in diff['after']
-    diff = prefs.file_diff('big.key', 10, 20)
+    diff = prefs_masking.file_diff('big.key', 10, 20)
     assert 'content not shown' in diff['after']
 
 
 def test_file_diff_binary_and_masked_text():
-    assert 'binary' in prefs.file_diff('a.dat', None, b'\x00\x01\x02')['after']
-    diff = prefs.file_diff('a.properties', b'password=old\n', b'password=new\n')
+    assert 'binary' in prefs_masking.file_diff('a.dat', None, b'\x00\x01\x02')['after']
+    diff = prefs_masking.file_diff('a.properties', b'password=old\n', b'password=new\n')
     assert 'old' not in diff['before'] and 'new' not in diff['after']
 
 
@@ -252,11 +258,11 @@ def test_file_diff_binary_and_masked_text():
 @pytest.mark.parametrize('path', ['/etc/passwd', '../x', 'a/../../b', 'C:\\x', '', '.', 'a/\x00'])
 def test_check_item_path_refuses(path):
     with pytest.raises(PrefsError):
-        prefs.check_item_path(path)
+        prefs_patterns.check_item_path(path)
 
 
 def test_check_item_path_normalises():
-    assert prefs.check_item_path('./Server Database//Preferences/') == 'Server Database/Preferences'
+    assert prefs_patterns.check_item_path('./Server Database//Preferences/') == 'Server Database/Preferences'
 
 
 @pytest.mark.parametrize('pattern, rel, matches', [
@@ -269,12 +275,12 @@ def test_check_item_path_normalises():
     ('dots.in.name', 'dotsXinXname', False),
 ])
 def test_pattern_matching(pattern, rel, matches):
-    assert prefs.item_matches(prefs.pattern_regex(pattern), rel) is matches
+    assert prefs_patterns.item_matches(prefs_patterns.pattern_regex(pattern), rel) is matches
 
 
 def test_select_files_last_item_wins_and_missing():
     items = [dict(path='p', mode='copy'), dict(path='p/license.properties', mode='keep'), dict(path='nothing', mode='copy')]
-    selection, missing = prefs.select_files(items, ['p/a.properties', 'p/license.properties'], [])
+    selection, missing = prefs_patterns.select_files(items, ['p/a.properties', 'p/license.properties'], [])
     assert selection['p/a.properties']['mode'] == 'copy'
     assert selection['p/license.properties']['mode'] == 'keep'
     assert missing == ['nothing']
@@ -282,17 +288,17 @@ def test_select_files_last_item_wins_and_missing():
 
 @pytest.mark.parametrize('rel, fmt', [('a.properties', 'properties'), ('x/A.INI', 'ini'), ('c.json', 'json'), ('web.config', 'xml')])
 def test_resolve_format_auto(rel, fmt):
-    assert prefs.resolve_format('auto', rel) == fmt
+    assert prefs_patterns.resolve_format('auto', rel) == fmt
 
 
 def test_resolve_format_unknown():
     with pytest.raises(PrefsError, match='cannot tell the format'):
-        prefs.resolve_format('auto', 'Preferences/settings.4DSettings')
+        prefs_patterns.resolve_format('auto', 'Preferences/settings.4DSettings')
     with pytest.raises(PrefsError, match='unknown format'):
-        prefs.resolve_format('yaml', 'a.yml')
+        prefs_patterns.resolve_format('yaml', 'a.yml')
 
 
 @pytest.mark.parametrize('path, root, inside', [
     ('/a/b', '/a', True), ('/a', '/a', True), ('/ab', '/a', False), ('/', '/', True), ('c:\\x\\y', 'c:\\x', True)])
 def test_is_inside(path, root, inside):
-    assert prefs.is_inside(path, root) is inside
+    assert prefs_patterns.is_inside(path, root) is inside

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.clinops.upgrade.plugins.module_utils._schema_update_sql import (
+from ansible_collections.clinops.upgrade.plugins.module_utils.schema.sql import (
     SqlSplitError, Statement, is_commit, is_transaction_control, parse_header, split_statements)
 
 

@@ -1,6 +1,6 @@
 """Unit tests for the db_backup module: option validation and whole runs without a server.
 
-The module's logic lives in ``module_utils/db_backup.py`` (``module_kwargs()`` and ``run(module)``), so that
+The module's logic lives in ``module_utils/backup/`` (``module.py``: ``module_kwargs()`` and ``run(module)``), so that
 another module can run it in its own process; these tests run it there, with a real ``AnsibleModule`` and with
 a minimal ``AnsibleModule``-like object whose exits raise a ``BaseException``, and check that the module
 file's ``main()`` is only that wiring.
@@ -29,8 +29,10 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.clinops.upgrade.plugins.module_utils import db_backup
-from ansible_collections.clinops.upgrade.plugins.module_utils.db_backup import BackupError
+from ansible_collections.clinops.upgrade.plugins.module_utils.backup import common as backup_common
+from ansible_collections.clinops.upgrade.plugins.module_utils.backup import module as backup_module
+from ansible_collections.clinops.upgrade.plugins.module_utils.backup import runner as backup_runner
+from ansible_collections.clinops.upgrade.plugins.module_utils.backup.common import BackupError
 
 
 class ExitJson(Exception):
@@ -62,7 +64,7 @@ def run_module(args, check=False):
         args['_ansible_check_mode'] = True
     with patch_module_args(args):
         with pytest.raises((ExitJson, FailJson)) as info:
-            db_backup.run(AnsibleModule(**db_backup.module_kwargs()))
+            backup_module.run(AnsibleModule(**backup_module.module_kwargs()))
     return info.value.args[0]
 
 
@@ -101,9 +103,9 @@ def test_validate_options(kwargs, expected):
     params = full_params(**kwargs)
     if isinstance(expected, str):
         with pytest.raises(BackupError, match=expected.replace('{', r'\{').replace('}', r'\}')):
-            db_backup.validate_options(params)
+            backup_module.validate_options(params)
     else:
-        assert db_backup.validate_options(params) == expected
+        assert backup_module.validate_options(params) == expected
 
 
 @pytest.mark.parametrize('params, expected', [
@@ -113,7 +115,7 @@ def test_validate_options(kwargs, expected):
     (dict(engine='files', database=None, path='/opt/derby/'), 'derby'),
 ])
 def test_display_name(params, expected):
-    assert db_backup.display_name(params) == expected
+    assert backup_runner.display_name(params) == expected
 
 
 @pytest.mark.parametrize('args, words', [
@@ -204,7 +206,7 @@ class SameSecondClock:
 
 def test_two_backups_in_one_second_the_second_is_the_newest(tmp_path, sqlite_source, monkeypatch):
     """Restore without backup= and retention take the -2 backup of a second as newer than the first one."""
-    monkeypatch.setattr(db_backup, 'datetime', SameSecondClock())
+    monkeypatch.setattr(backup_common, 'datetime', SameSecondClock())
     dest = str(tmp_path / 'dest')
     args = dict(engine='sqlite', path=sqlite_source, dest=dest)
     first = run_module(args)
@@ -284,7 +286,7 @@ def test_mssql_runs_backup_then_verifyonly(tmp_path):
 # module_kwargs() and run(module) for callers that run db_backup inside their own process
 
 def test_module_kwargs_are_ansible_module_arguments():
-    kwargs = db_backup.module_kwargs()
+    kwargs = backup_module.module_kwargs()
     assert set(kwargs) <= set(inspect.signature(AnsibleModule.__init__).parameters) - {'self'}
     assert kwargs['supports_check_mode'] is True
     spec = kwargs['argument_spec']
@@ -292,7 +294,7 @@ def test_module_kwargs_are_ansible_module_arguments():
     # a new dict on every call: what one caller changes does not reach the next
     spec['state']['choices'].append('absent')
     del spec['dest']
-    fresh = db_backup.module_kwargs()
+    fresh = backup_module.module_kwargs()
     assert 'dest' in fresh['argument_spec'] and fresh['argument_spec']['state']['choices'] == ['present', 'restored']
     with patch_module_args(dict(engine='sqlite', path='/x.db', dest='/tmp')):
         module = AnsibleModule(**fresh)
@@ -333,7 +335,7 @@ class MinimalModule:
     """
 
     def __init__(self, args, tmpdir, check_mode=False):
-        kwargs = db_backup.module_kwargs()
+        kwargs = backup_module.module_kwargs()
         validator = ArgumentSpecValidator(**dict((k, v) for k, v in kwargs.items() if k != 'supports_check_mode'))
         validated = validator.validate(args)
         assert validated.error_messages == []
@@ -379,7 +381,7 @@ def run_minimal(args, tmp_path, check_mode=False, prepare=None):
         prepare(module)
     handler = signal.getsignal(signal.SIGTERM)
     with pytest.raises(ModuleExit) as info:
-        db_backup.run(module)
+        backup_module.run(module)
     assert signal.getsignal(signal.SIGTERM) is handler  # run() puts the caller's SIGTERM handler back
     assert module.t_other == [], 'run() used module attributes outside the allowed set: %s' % module.t_other
     assert set(module.__dict__) - {'t_warnings', 't_commands', 't_other'} <= set(ALLOWED)
@@ -491,7 +493,7 @@ def attributes(path, target):
 def test_set_mode_like_ansible_module(tmp_path, real_module, kind, mode):
     (theirs, their_target), (ours, our_target) = twins(tmp_path, kind)
     real_module.set_mode_if_different(theirs, mode, False)
-    db_backup.set_mode_if_different(real_module, ours, mode)
+    backup_runner.set_mode_if_different(real_module, ours, mode)
     assert attributes(ours, our_target) == attributes(theirs, their_target)
     if kind != 'link':
         assert stat.S_IMODE(os.lstat(ours).st_mode) == mode
@@ -504,8 +506,8 @@ def test_set_owner_and_group_like_ansible_module(tmp_path, real_module, kind, ow
     (theirs, their_target), (ours, our_target) = twins(tmp_path, kind)
     real_module.set_owner_if_different(theirs, owner, False)
     real_module.set_group_if_different(theirs, group, False)
-    db_backup.set_owner_if_different(real_module, ours, owner)
-    db_backup.set_group_if_different(real_module, ours, group)
+    backup_runner.set_owner_if_different(real_module, ours, owner)
+    backup_runner.set_group_if_different(real_module, ours, group)
     assert attributes(ours, our_target) == attributes(theirs, their_target)
     uid = int(owner) if owner.isdigit() else pwd.getpwnam(owner).pw_uid
     assert os.lstat(ours).st_uid == uid
@@ -518,7 +520,7 @@ def test_set_owner_and_group_like_ansible_module(tmp_path, real_module, kind, ow
 ])
 def test_attribute_failures_like_ansible_module(tmp_path, real_module, what, value):
     theirs = getattr(real_module, 'set_%s_if_different' % what)
-    ours = getattr(db_backup, 'set_%s_if_different' % what)
+    ours = getattr(backup_runner, 'set_%s_if_different' % what)
     path = str(tmp_path / 'f')
     with open(path, 'w', encoding='utf-8') as handle:
         handle.write('x')

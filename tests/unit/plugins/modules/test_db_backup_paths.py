@@ -15,7 +15,8 @@ import pytest
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.clinops.upgrade.plugins.module_utils import db_backup
+from ansible_collections.clinops.upgrade.plugins.module_utils.backup import common as backup_common
+from ansible_collections.clinops.upgrade.plugins.module_utils.backup import module as backup_module
 
 
 class ExitJson(Exception):
@@ -46,7 +47,7 @@ def run_module(args, check=False):
         args['_ansible_check_mode'] = True
     with patch_module_args(args):
         with pytest.raises((ExitJson, FailJson)) as info:
-            db_backup.run(AnsibleModule(**db_backup.module_kwargs()))
+            backup_module.run(AnsibleModule(**backup_module.module_kwargs()))
     return info.value.args[0]
 
 
@@ -170,7 +171,7 @@ def test_restore_never_writes_outside_its_target(site, compression):
     payload = evil_archive(site, compression)
     with open(path, 'wb') as handle:
         handle.write(payload)
-    manifest_file = db_backup.manifest_path(path)
+    manifest_file = backup_common.manifest_path(path)
     with open(manifest_file) as handle:
         manifest = json.load(handle)
     manifest.update(size=len(payload), sha256=hashlib.sha256(payload).hexdigest(), entries=5)

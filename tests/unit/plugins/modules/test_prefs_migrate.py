@@ -14,7 +14,9 @@ import pytest
 
 from ansible.module_utils import basic
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-from ansible_collections.clinops.upgrade.plugins.module_utils import prefs
+from ansible_collections.clinops.upgrade.plugins.module_utils.prefs import common as prefs_common
+from ansible_collections.clinops.upgrade.plugins.module_utils.prefs import merge as prefs_merge
+from ansible_collections.clinops.upgrade.plugins.module_utils.prefs import migration as prefs_migration
 from ansible_collections.clinops.upgrade.plugins.modules import prefs_migrate as prefs_migrate_module
 
 try:
@@ -55,7 +57,7 @@ def run(args, check=False, diff=False, fail=False):
     with patch_module_args(args), mock.patch.object(basic.AnsibleModule, 'exit_json', _exit), \
             mock.patch.object(basic.AnsibleModule, 'fail_json', _fail):
         with pytest.raises(Fail if fail else Exit) as info:
-            prefs.run(basic.AnsibleModule(**prefs.module_kwargs()))
+            prefs_migration.run(basic.AnsibleModule(**prefs_migration.module_kwargs()))
     return info.value.result
 
 
@@ -124,7 +126,7 @@ def test_copy_merge_backup_and_rerun(roots):
     assert backup == roots['backup_dir']
     assert read(os.path.join(backup, 'Server Database/Preferences/backup.xml')) == b'<backup><interval>24</interval></backup>'
     assert read(os.path.join(backup, 'conf/server.properties')) == b'# new\r\nport=8080\r\ndb.password=\r\nfresh=1\r\n'
-    manifest = json.loads(read(os.path.join(backup, prefs.MANIFEST)))
+    manifest = json.loads(read(os.path.join(backup, prefs_migration.MANIFEST)))
     assert sorted(manifest['created']) == ['Server Database/cert.pem', 'Server Database/key.pem']
     assert not [n for n in os.listdir(os.path.join(dest, 'conf')) if n.endswith('.prefs_migrate')]
 
@@ -138,7 +140,7 @@ def test_copy_merge_backup_and_rerun(roots):
 def test_rerun_compares_size_and_mtime_before_hashing(roots):
     args = dict(roots, items=[dict(path='Server Database')])
     run(args)
-    with mock.patch.object(prefs, 'sha256_file', side_effect=AssertionError('hashed')):
+    with mock.patch.object(prefs_migration, 'sha256_file', side_effect=AssertionError('hashed')):
         assert run(args)['changed'] is False
 
 
@@ -406,7 +408,7 @@ def test_failure_part_way_restores_dest(roots, tmp_path, fail_at):
             raise OSError(28, 'No space left on device')
         return real_replace(a, b)
 
-    with mock.patch.object(prefs.os, 'replace', side_effect=flaky):
+    with mock.patch.object(prefs_merge.os, 'replace', side_effect=flaky):
         result = run(dict(roots, items=ITEMS), fail=True)
     assert 'restored dest' in result['msg']
     assert snapshot(roots['dest']) == before
@@ -415,7 +417,7 @@ def test_failure_part_way_restores_dest(roots, tmp_path, fail_at):
 
 def test_verification_mismatch_restores_dest(roots):
     before = snapshot(roots['dest'])
-    with mock.patch.object(prefs, 'sha256_file', return_value='0' * 64):
+    with mock.patch.object(prefs_migration, 'sha256_file', return_value='0' * 64):
         result = run(dict(roots, items=ITEMS), fail=True)
     assert 'sha256' in result['msg']
     assert snapshot(roots['dest']) == before
@@ -446,7 +448,7 @@ class InProcessModule:
     __slots__ = ('params', 'check_mode', '_diff', 'warnings')
 
     def __init__(self, args, check=False, diff=False):
-        kwargs = prefs.module_kwargs()  # the caller validates with what AnsibleModule would be given
+        kwargs = prefs_migration.module_kwargs()  # the caller validates with what AnsibleModule would be given
         assert kwargs.pop('supports_check_mode') is True
         validated = ArgumentSpecValidator(**kwargs).validate(args)
         assert not validated.error_messages
@@ -468,24 +470,24 @@ class InProcessModule:
 def run_in_process(args, check=False, diff=False):
     module = InProcessModule(args, check=check, diff=diff)
     with pytest.raises(Done) as info:
-        prefs.run(module)
+        prefs_migration.run(module)
     return info.value, module
 
 
 def test_module_kwargs_builds_an_ansible_module():
-    kwargs = prefs.module_kwargs()
-    assert kwargs == dict(argument_spec=prefs.prefs_argument_spec(), supports_check_mode=True)
+    kwargs = prefs_migration.module_kwargs()
+    assert kwargs == dict(argument_spec=prefs_common.prefs_argument_spec(), supports_check_mode=True)
     kwargs['argument_spec'].clear()
     kwargs['extra'] = True
-    assert prefs.module_kwargs() == dict(argument_spec=prefs.prefs_argument_spec(), supports_check_mode=True)
+    assert prefs_migration.module_kwargs() == dict(argument_spec=prefs_common.prefs_argument_spec(), supports_check_mode=True)
     with patch_module_args(dict(src='/a', dest='/b', items=[dict(path='x')])):
-        module = basic.AnsibleModule(**prefs.module_kwargs())
+        module = basic.AnsibleModule(**prefs_migration.module_kwargs())
     assert module.params['items'] == [dict(path='x', mode='copy', format='auto', required=False)]
     assert module.supports_check_mode is True
 
 
 def test_module_main_runs_module_utils(roots):
-    assert prefs_migrate_module.run is prefs.run and prefs_migrate_module.module_kwargs is prefs.module_kwargs
+    assert prefs_migrate_module.run is prefs_migration.run and prefs_migrate_module.module_kwargs is prefs_migration.module_kwargs
     with patch_module_args(dict(roots, items=ITEMS)), mock.patch.object(basic.AnsibleModule, 'exit_json', _exit), \
             mock.patch.object(basic.AnsibleModule, 'fail_json', _fail):
         with pytest.raises(Exit) as info:
@@ -525,7 +527,7 @@ def test_run_in_process_failures_reach_the_caller(roots):
     def full(a, b):
         raise OSError(28, 'No space left on device')
 
-    with mock.patch.object(prefs.os, 'replace', side_effect=full):
+    with mock.patch.object(prefs_merge.os, 'replace', side_effect=full):
         done, dummy = run_in_process(dict(roots, items=ITEMS))
     assert done.failed and 'restored dest' in done.result['msg'] and 'No space left' in done.result['msg']
     assert snapshot(roots['dest']) == before and not os.path.exists(roots['backup_dir'])

@@ -14,7 +14,7 @@ import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.clinops.upgrade.plugins.module_utils import schema_update as su
+from ansible_collections.clinops.upgrade.plugins.module_utils.schema import module as schema_module
 
 
 class ExitJson(Exception):
@@ -42,7 +42,7 @@ def run_module(args, check=False):
     args = dict(args, _ansible_check_mode=check)
     with patch_module_args(args):
         with pytest.raises((ExitJson, FailJson)) as caught:
-            su.run(basic.AnsibleModule(**su.module_kwargs()))
+            schema_module.run(basic.AnsibleModule(**schema_module.module_kwargs()))
     return caught.value.args[0]
 
 

@@ -24,7 +24,12 @@ from ansible.module_utils import basic
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.clinops.upgrade.plugins.module_utils import service_stop_ordered as utils
+from ansible_collections.clinops.upgrade.plugins.module_utils.service import procs as service_procs
+from ansible_collections.clinops.upgrade.plugins.module_utils.service import spec as service_spec
+from ansible_collections.clinops.upgrade.plugins.module_utils.service import supervisor as service_supervisor
+from ansible_collections.clinops.upgrade.plugins.module_utils.service import systemd as service_systemd
+from ansible_collections.clinops.upgrade.plugins.module_utils.service import sysvinit as service_sysvinit
+from ansible_collections.clinops.upgrade.plugins.module_utils.service import task as service_task
 from ansible_collections.clinops.upgrade.plugins.modules import service_stop_ordered as mod
 
 
@@ -73,19 +78,19 @@ def params(services, **kwargs):
                                 connection=dict(engine='sqlite', path=None))}, 'engine sqlite needs path'),
 ])
 def test_check_params_refuses(services, extra, expected):
-    errors = utils.check_params(params(services, **extra))
+    errors = service_spec.check_params(params(services, **extra))
     assert any(expected in e for e in errors), errors
 
 
 def test_check_params_accepts_good_input():
-    assert utils.check_params(params([svc('a', port=1, timeout=0), svc('b', backend='script', pidfile='/p')])) == []
+    assert service_spec.check_params(params([svc('a', port=1, timeout=0), svc('b', backend='script', pidfile='/p')])) == []
 
 
 def test_check_params_windows():
-    errors = utils.check_params(params([svc('a', backend='sysvinit'), svc('b', pidfile='/x')]), windows=True)
+    errors = service_spec.check_params(params([svc('a', backend='sysvinit'), svc('b', pidfile='/x')]), windows=True)
     assert any('backend sysvinit does not exist on a Windows host' in e for e in errors)
     assert any('POSIX options' in e for e in errors)
-    assert utils.check_params(params([svc('a', backend='windows'), svc('b')]), windows=True) == []
+    assert service_spec.check_params(params([svc('a', backend='windows'), svc('b')]), windows=True) == []
 
 
 @pytest.mark.parametrize('state, reverse, only, stop, start', [
@@ -99,20 +104,20 @@ def test_check_params_windows():
 ])
 def test_plan(state, reverse, only, stop, start):
     services = [svc('a'), svc('b'), svc('c')]
-    stop_order, start_order = utils.plan(services, state, reverse, only)
+    stop_order, start_order = service_spec.plan(services, state, reverse, only)
     assert [s['name'] for s in stop_order] == stop
     assert [s['name'] for s in start_order] == start
 
 
 @pytest.mark.parametrize('text, count', [('3 users', 3), ('count\n0\n', 0), ('', None), ('none', None), ('  12', 12)])
 def test_parse_count(text, count):
-    assert utils.parse_count(text) == count
+    assert service_spec.parse_count(text) == count
 
 
 def test_drain_message():
-    assert utils.drain_message('Stop in {minutes} min, {count} users', 125, 4) == 'Stop in 3 min, 4 users'
-    assert utils.drain_message('Update', 60, 1) == 'Update (services stop in 1 minute)'
-    assert utils.drain_message('Update', 0, 1) == 'Update (services stop in 0 minutes)'
+    assert service_spec.drain_message('Stop in {minutes} min, {count} users', 125, 4) == 'Stop in 3 min, 4 users'
+    assert service_spec.drain_message('Update', 60, 1) == 'Update (services stop in 1 minute)'
+    assert service_spec.drain_message('Update', 0, 1) == 'Update (services stop in 0 minutes)'
 
 
 # ---------------------------------------------------------------- supervisord.conf
@@ -127,7 +132,7 @@ def test_drain_message():
 def test_read_supervisor_config(tmp_path, body, url, user):
     path = tmp_path / 'supervisord.conf'
     path.write_text(body)
-    got_url, got_user, dummy = utils.read_supervisor_config(str(path))
+    got_url, got_user, dummy = service_supervisor.read_supervisor_config(str(path))
     assert got_url == url.format(here=str(tmp_path))
     assert got_user == user
 
@@ -135,43 +140,43 @@ def test_read_supervisor_config(tmp_path, body, url, user):
 def test_read_supervisor_config_without_server(tmp_path):
     path = tmp_path / 'supervisord.conf'
     path.write_text('[supervisord]\nnodaemon=true\n')
-    with pytest.raises(utils.SupervisorError, match='has no'):
-        utils.read_supervisor_config(str(path))
-    with pytest.raises(utils.SupervisorError, match='cannot read'):
-        utils.read_supervisor_config(str(tmp_path / 'missing.conf'))
+    with pytest.raises(service_supervisor.SupervisorError, match='has no'):
+        service_supervisor.read_supervisor_config(str(path))
+    with pytest.raises(service_supervisor.SupervisorError, match='cannot read'):
+        service_supervisor.read_supervisor_config(str(tmp_path / 'missing.conf'))
 
 
 def test_supervisor_unreachable_socket(tmp_path):
-    client = utils.Supervisor('unix://%s' % (tmp_path / 'none.sock'), timeout=1)
-    with pytest.raises(utils.SupervisorError, match='cannot talk to supervisord'):
+    client = service_supervisor.Supervisor('unix://%s' % (tmp_path / 'none.sock'), timeout=1)
+    with pytest.raises(service_supervisor.SupervisorError, match='cannot talk to supervisord'):
         client.names()
-    with pytest.raises(utils.SupervisorError, match='neither'):
-        utils.Supervisor('ftp://x')
+    with pytest.raises(service_supervisor.SupervisorError, match='neither'):
+        service_supervisor.Supervisor('ftp://x')
 
 
 # ---------------------------------------------------------------- the process table
 
 def test_pid_alive_counts_zombies_as_gone():
-    assert utils.pid_alive(os.getpid())
-    assert not utils.pid_alive(0)
-    assert not utils.pid_alive(2 ** 22 + 12345)
+    assert service_procs.pid_alive(os.getpid())
+    assert not service_procs.pid_alive(0)
+    assert not service_procs.pid_alive(2 ** 22 + 12345)
     child = subprocess.Popen([sys.executable, '-c', 'pass'])
     deadline = time.monotonic() + 10
-    while utils.pid_alive(child.pid) and time.monotonic() < deadline:  # exits, stays a zombie until wait()
+    while service_procs.pid_alive(child.pid) and time.monotonic() < deadline:  # exits, stays a zombie until wait()
         time.sleep(0.05)
     assert os.path.exists('/proc/%d' % child.pid)
-    assert not utils.pid_alive(child.pid)
+    assert not service_procs.pid_alive(child.pid)
     child.wait()
 
 
 def test_read_pidfile(tmp_path):
     path = tmp_path / 'x.pid'
-    assert utils.read_pidfile(str(path)) is None
+    assert service_procs.read_pidfile(str(path)) is None
     path.write_text('1234\n')
-    assert utils.read_pidfile(str(path)) == 1234
+    assert service_procs.read_pidfile(str(path)) == 1234
     path.write_text('garbage')
-    assert utils.read_pidfile(str(path)) is None
-    assert utils.read_pidfile(None) is None
+    assert service_procs.read_pidfile(str(path)) is None
+    assert service_procs.read_pidfile(None) is None
 
 
 def spawn_with_marker(marker):
@@ -196,12 +201,12 @@ def test_pattern_pids_finds_a_process_but_not_this_one():
     marker = 'clinops-pattern-%d' % os.getpid()
     child = spawn_with_marker(marker)
     try:
-        assert utils.pattern_pids(re.compile(re.escape(marker))) == [child.pid]
-        assert os.getpid() not in utils.pattern_pids(re.compile('python|pytest'))
+        assert service_procs.pattern_pids(re.compile(re.escape(marker))) == [child.pid]
+        assert os.getpid() not in service_procs.pattern_pids(re.compile('python|pytest'))
     finally:
         child.kill()
         child.wait()
-    assert utils.pattern_pids(re.compile(re.escape(marker))) == []
+    assert service_procs.pattern_pids(re.compile(re.escape(marker))) == []
 
 
 def test_port_open_and_holders():
@@ -210,20 +215,20 @@ def test_port_open_and_holders():
     srv.listen(5)
     port = srv.getsockname()[1]
     try:
-        assert utils.port_open('127.0.0.1', port)
-        assert os.getpid() in utils.port_holders(port)
+        assert service_procs.port_open('127.0.0.1', port)
+        assert os.getpid() in service_procs.port_holders(port)
     finally:
         srv.close()
-    assert not utils.port_open('127.0.0.1', port)
-    assert utils.port_holders(port) == []
+    assert not service_procs.port_open('127.0.0.1', port)
+    assert service_procs.port_holders(port) == []
 
 
 def test_run_with_deadline():
-    assert utils.run_with_deadline([sys.executable, '-c', 'print("hi")'], 10) == (0, 'hi')
+    assert service_procs.run_with_deadline([sys.executable, '-c', 'print("hi")'], 10) == (0, 'hi')
     started = time.monotonic()
-    rc, dummy = utils.run_with_deadline([sys.executable, '-c', 'import time; time.sleep(30)'], 0.5)
+    rc, dummy = service_procs.run_with_deadline([sys.executable, '-c', 'import time; time.sleep(30)'], 0.5)
     assert rc is None and time.monotonic() - started < 10
-    assert utils.run_with_deadline(['/nonexistent/program'], 1)[0] == 127
+    assert service_procs.run_with_deadline(['/nonexistent/program'], 1)[0] == 127
 
 
 # ---------------------------------------------------------------- the entry point, systemd faked
@@ -274,10 +279,10 @@ def fake_systemd(monkeypatch, tmp_path):
     monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
     monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
     (tmp_path / 'systemd').mkdir()
-    monkeypatch.setattr(utils, 'SYSTEMD_DIR', str(tmp_path / 'systemd'))
-    monkeypatch.setattr(utils, 'INIT_D', str(tmp_path / 'init.d'))
-    monkeypatch.setattr(utils, 'KILL_WAIT', 1.0)
-    monkeypatch.setattr(utils, 'pid_alive', lambda pid: False)  # the fake MainPIDs are not real processes
+    monkeypatch.setattr(service_systemd, 'SYSTEMD_DIR', str(tmp_path / 'systemd'))
+    monkeypatch.setattr(service_sysvinit, 'INIT_D', str(tmp_path / 'init.d'))
+    monkeypatch.setattr(service_task, 'KILL_WAIT', 1.0)
+    monkeypatch.setattr(service_procs, 'pid_alive', lambda pid: False)  # the fake MainPIDs are not real processes
     monkeypatch.setattr(basic.AnsibleModule, 'get_bin_path',
                         lambda self, name, required=False, opt_dirs=None: '/bin/%s' % name)
     holder = {}
@@ -427,7 +432,7 @@ class InProcessModule:
     __slots__ = ('params', 'check_mode', '_diff', 'tmpdir', 'no_log_values', 'warnings', 'commands', 'cleanup_files')
 
     def __init__(self, args, check_mode=False, diff=False, tmpdir=None):
-        spec = utils.module_kwargs()
+        spec = service_task.module_kwargs()
         assert spec.pop('supports_check_mode') is True
         validated = ArgumentSpecValidator(**spec).validate(args)
         assert not validated.error_messages, validated.error_messages
@@ -470,20 +475,20 @@ class InProcessModule:
 def run_in_process(args, **kwargs):
     module = InProcessModule(args, **kwargs)
     try:
-        utils.run(module)
+        service_task.run(module)
     except Finished as done:
         return done.failed, done.result, module
     raise AssertionError('run() neither exited nor failed')
 
 
 def test_module_kwargs_builds_an_ansible_module_and_fresh_objects():
-    first = utils.module_kwargs()
+    first = service_task.module_kwargs()
     assert first['supports_check_mode'] is True
     assert first['mutually_exclusive'] == [('supervisor_config', 'supervisor_url')]
-    assert set(first['argument_spec']) == set(utils.argument_spec())
+    assert set(first['argument_spec']) == set(service_spec.argument_spec())
     first['mutually_exclusive'].append(('state', 'only'))
     first['argument_spec']['services']['options']['name']['required'] = False
-    second = utils.module_kwargs()
+    second = service_task.module_kwargs()
     assert second['mutually_exclusive'] == [('supervisor_config', 'supervisor_url')]
     assert second['argument_spec']['services']['options']['name']['required'] is True
     with patch_module_args({'services': [{'name': 'a'}], 'poll_interval': 0.25}):
@@ -493,7 +498,7 @@ def test_module_kwargs_builds_an_ansible_module_and_fresh_objects():
 
 
 def test_module_kwargs_keeps_supervisor_options_exclusive():
-    spec = utils.module_kwargs()
+    spec = service_task.module_kwargs()
     del spec['supports_check_mode']
     validated = ArgumentSpecValidator(**spec).validate(
         {'services': [{'name': 'a'}], 'supervisor_config': '/x.conf', 'supervisor_url': 'http://127.0.0.1:1'})
@@ -501,7 +506,7 @@ def test_module_kwargs_keeps_supervisor_options_exclusive():
 
 
 def test_the_module_file_is_only_docs_and_main():
-    assert mod.run is utils.run and mod.module_kwargs is utils.module_kwargs
+    assert mod.run is service_task.run and mod.module_kwargs is service_task.module_kwargs
     own = [name for name, value in vars(mod).items()
            if callable(value) and getattr(value, '__module__', None) == mod.__name__]
     assert own == ['main']
@@ -564,9 +569,9 @@ def test_run_in_process_starts_stops_and_runs_again(script_server, tmp_path):
 
     failed, res, dummy = run_in_process(dict(args, state='started'))
     assert not failed, res
-    pid = utils.read_pidfile(service['pidfile'])
+    pid = service_procs.read_pidfile(service['pidfile'])
     pids.append(pid)
-    assert utils.pid_alive(pid) and utils.port_open('127.0.0.1', service['port'])
+    assert service_procs.pid_alive(pid) and service_procs.port_open('127.0.0.1', service['port'])
     assert res['changed'] and res['order'] == ['pmod-ts'] and res['previously_running'] == []
     assert res['services'] == [dict(name='pmod-ts', backend='script', before='stopped', action='started',
                                     seconds=res['services'][0]['seconds'])]
@@ -582,7 +587,7 @@ def test_run_in_process_starts_stops_and_runs_again(script_server, tmp_path):
     assert res['changed'] and res['previously_running'] == ['pmod-ts'] and res['services'][0]['action'] == 'stopped'
     assert res['diff'] == dict(before='pmod-ts: running\n', after='pmod-ts: stopped\n',
                                before_header='services', after_header='services')
-    assert not utils.pid_alive(pid) and not utils.port_open('127.0.0.1', service['port'])
+    assert not service_procs.pid_alive(pid) and not service_procs.port_open('127.0.0.1', service['port'])
 
     failed, res, dummy = run_in_process(args)
     assert not failed and not res['changed'] and res['previously_running'] == []
@@ -613,11 +618,11 @@ def test_run_in_process_failures_reach_the_caller(script_server, tmp_path):
 
 
 def test_pauses_start_short_and_double_up_to_the_poll_interval():
-    pause = utils.pauses(0.5)
+    pause = service_task.pauses(0.5)
     quick = [round(next(pause), 3) for dummy in range(31)]
     assert quick == [0.05] + [0.1] * 30  # 3.05 s of quick looks
     assert [round(next(pause), 3) for dummy in range(4)] == [0.2, 0.4, 0.5, 0.5]
-    pause = utils.pauses(0.02)
+    pause = service_task.pauses(0.02)
     assert [next(pause) for dummy in range(3)] == [0.02, 0.02, 0.02]
 
 
@@ -633,7 +638,7 @@ def test_a_port_is_probed_at_most_once_a_second_and_each_probe_is_closed_at_once
     listener.listen(16)
     listener.settimeout(2)
     port = listener.getsockname()[1]
-    ctx = utils.Context(_Module())
+    ctx = service_task.Context(_Module())
     service = svc('a', port=port)
     try:
         answers = [ctx.port_answers(service) for dummy in range(20)]  # a busy wait loop: one probe
@@ -648,7 +653,7 @@ def test_a_port_is_probed_at_most_once_a_second_and_each_probe_is_closed_at_once
         listener.settimeout(0.3)
         with pytest.raises(socket.timeout):
             listener.accept()
-        time.sleep(utils.PROBE_EVERY + 0.1)
+        time.sleep(service_procs.PROBE_EVERY + 0.1)
         assert ctx.port_answers(service) is True
         second, dummy = listener.accept()  # a second probe only after PROBE_EVERY
         second.close()

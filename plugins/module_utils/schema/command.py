@@ -1,0 +1,196 @@
+# -*- coding: utf-8 -*-
+# Copyright: clinops.upgrade contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""schema_update's command mode: the vendor's own tool runs the migrations; the version is read by a query or a command."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import time
+
+from ansible_collections.clinops.upgrade.plugins.module_utils import versions
+from ansible_collections.clinops.upgrade.plugins.module_utils.database import DatabaseError, check_connection_params, connect, require_driver
+from ansible_collections.clinops.upgrade.plugins.module_utils.schema.plan import MIGRATION_ENGINES, MigrationError
+
+
+# ---------------------------------------------------------------------------------------------
+# command mode
+# ---------------------------------------------------------------------------------------------
+def read_version_sql(params, query):
+    """The first column of the first row of ``query`` as text, or None (no row, NULL)."""
+    conn = connect(params, autocommit=params['engine'] != 'firebird')
+    try:
+        cur = conn.cursor()
+        try:
+            cur.execute(query)
+            row = cur.fetchone()
+        finally:
+            cur.close()
+        if params['engine'] == 'firebird':
+            conn.commit()
+    finally:
+        conn.close()
+    if row is None or row[0] is None:
+        return None
+    value = row[0]
+    return value.decode('utf-8', 'replace') if isinstance(value, bytes) else str(value)
+
+
+def parse_reported_version(text, source):
+    """A Version from what a query or command reported; empty output means no version (None)."""
+    if text is None or not str(text).strip():
+        return None
+    try:
+        return versions.parse(str(text).strip())
+    except versions.VersionError as exc:
+        raise MigrationError('%s did not report a version: %s' % (source, exc)) from exc
+
+
+def run_tool(argv, timeout, cwd=None):
+    """Run ``argv`` (no shell); return (rc, stdout, stderr, timed_out).
+
+    AnsibleModule.run_command has no timeout, and a vendor upgrade tool that hangs must not hang the
+    play: the tool runs in its own session, and its whole process group is killed at ``timeout``.
+    """
+    # pylint: disable=consider-using-with
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=cwd, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout or None)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        out, err = proc.communicate()
+        timed_out = True
+    return (proc.returncode, out.decode('utf-8', 'replace'), err.decode('utf-8', 'replace'), timed_out)
+
+
+# ---------------------------------------------------------------------------------------------
+# The module
+# ---------------------------------------------------------------------------------------------
+def _text(version):
+    return version.text if version is not None else None
+
+
+def _argv(module, value, name):
+    """An argument list from a list or a string (split like a shell, none run); the program resolved."""
+    if isinstance(value, (list, tuple)):
+        argv = [str(item) for item in value]
+    elif isinstance(value, str):
+        try:
+            argv = shlex.split(value)
+        except ValueError as exc:
+            module.fail_json(msg='%s cannot be split into arguments: %s' % (name, exc))
+    else:
+        module.fail_json(msg='%s must be a list of arguments or a string' % name)
+    if not argv or not argv[0]:
+        module.fail_json(msg='%s is empty' % name)
+    if os.sep not in argv[0]:
+        argv[0] = module.get_bin_path(argv[0], required=True)
+    elif not os.access(argv[0], os.X_OK):
+        module.fail_json(msg='%s: %s is not an executable file' % (name, argv[0]))
+    return argv
+
+
+def _base_result(module):
+    return dict(changed=False, from_version=None, to_version=None, target=None, kind='none', applied=[], pending=[],
+                remaining=[], repaired=[], baseline=None, transactional=None,
+                history_table=module.params['history_table'])
+
+
+# ---------------------------------------------------------------------------------------------
+def read_version(module, argv):
+    params = module.params
+    if argv is not None:
+        rc, out, err = module.run_command(argv)
+        if rc != 0:
+            raise MigrationError('version_command exited with %d: %s' % (rc, (err or out).strip()[-500:]))
+        return parse_reported_version(out, 'version_command')
+    return parse_reported_version(read_version_sql(params, params['version_query']), 'version_query')
+
+
+def run_command_mode(module):
+    params = module.params
+    result = _base_result(module)
+    result['history_table'] = None
+    for name in ('baseline',):
+        if params[name] is not None:
+            module.fail_json(msg='%s is only used with migrations' % name, **result)
+    if params['repair'] or params['phase'] != 'all':
+        module.fail_json(msg='repair and phase are only used with migrations', **result)
+    if (params['version_query'] is None) == (params['version_command'] is None):
+        module.fail_json(msg='command needs exactly one of version_query or version_command', **result)
+    version_argv = None
+    if params['version_query'] is not None:
+        problem = check_connection_params(params, MIGRATION_ENGINES)
+        if problem:
+            module.fail_json(msg='version_query: %s' % problem, **result)
+        require_driver(module, params['engine'])
+    else:
+        version_argv = _argv(module, params['version_command'], 'version_command')
+    argv = _argv(module, params['command'], 'command')
+    if params['command_timeout'] < 0:
+        module.fail_json(msg='command_timeout must be 0 (no limit) or positive', **result)
+    target = None
+    try:
+        if params['target'] is not None:
+            target = versions.parse(params['target'])
+        before = read_version(module, version_argv)
+    except (MigrationError, DatabaseError, versions.VersionError) as exc:
+        module.fail_json(msg=str(exc), **result)
+    except Exception as exc:  # pylint: disable=broad-except
+        module.fail_json(msg='cannot read the version before the command: %s' % exc, **result)
+    result.update(from_version=_text(before), to_version=_text(before), target=_text(target))
+    if target is not None:
+        if before is not None and before > target:
+            module.fail_json(msg='the database is at version %s; target %s is older: downgrades are refused' % (
+                before, target), **result)
+        if before is not None and before == target:
+            return result
+        result['kind'] = versions.change_kind(before, target, params['major_blocks'])
+        result['pending'] = [dict(version=target.text, description='command: %s' % ' '.join(argv), phase=None, file=None)]
+    if module.check_mode:
+        if target is None:
+            module.warn('check mode cannot predict what the command changes without target')
+        result['changed'] = target is not None
+        result['to_version'] = _text(target) if target is not None else _text(before)
+        return result
+
+    started = time.monotonic()
+    try:
+        rc, out, err, timed_out = run_tool(argv, params['command_timeout'])
+    except OSError as exc:
+        module.fail_json(msg='cannot run %s: %s' % (argv[0], exc), **result)
+    duration = time.monotonic() - started
+    result.update(rc=rc, stdout=out, stderr=err)
+    try:
+        after = read_version(module, version_argv)
+    except Exception as exc:  # pylint: disable=broad-except
+        module.fail_json(msg='the command exited with %s, but the version cannot be read afterwards: %s' % (rc, exc),
+                         **result)
+    result['to_version'] = _text(after)
+    result['changed'] = after != before
+    if result['changed']:
+        result['kind'] = versions.change_kind(before, after, params['major_blocks'])
+        result['applied'] = [dict(version=_text(after), description='command: %s' % ' '.join(argv), phase=None,
+                                  file=None, duration_s=round(duration, 6))]
+    problems = []
+    if timed_out:
+        problems.append('the command was killed after command_timeout (%ss)' % params['command_timeout'])
+    elif rc != 0:
+        problems.append('the command exited with %d' % rc)
+    if before is not None and (after is None or after < before):
+        problems.append('the version went down from %s to %s' % (before, _text(after)))
+    if target is not None and (after is None or after != target):
+        problems.append('target %s was not reached' % _text(target))
+    if problems:
+        tail = (err or out).strip()[-1000:]
+        module.fail_json(msg='%s; the database is at version %s (it was %s)%s' % (
+            '; '.join(problems), _text(after), _text(before), (': ' + tail) if tail else ''), **result)
+    return result
