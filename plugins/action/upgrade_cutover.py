@@ -21,10 +21,11 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.clinops.upgrade.plugins.module_utils.cutover import (
     Cutover, StepFailed, check_problems, share_login_password, validate_steps)
 from ansible_collections.clinops.upgrade.plugins.module_utils.cutover_spec import argument_spec
-from ansible_collections.clinops.upgrade.plugins.plugin_utils.windows_host import WindowsHost
+from ansible_collections.clinops.upgrade.plugins.plugin_utils.windows_host import WindowsHost, is_windows_abs
 
 MODULE = 'clinops.upgrade.upgrade_cutover'
 HOST_OS_VAR = 'clinops_upgrade_host_os'
+PATH_OPTIONS = ('journal', 'install_root', 'staged', 'artifact', 'staging_dir', 'old_artifact')
 WINDOWS_CONNECTIONS = ('winrm', 'psrp', 'ansible.builtin.winrm', 'ansible.builtin.psrp')
 
 
@@ -107,7 +108,11 @@ class ActionModule(ActionBase):
         checked = ArgumentSpecValidator(argument_spec()).validate(dict(self._task.args))
         if checked.error_messages:
             return dict(failed=True, msg='invalid input, nothing was stopped: ' + '; '.join(checked.error_messages))
-        module = ControllerModule(checked.validated_parameters, bool(self._task.check_mode),
+        params = checked.validated_parameters
+        for key in PATH_OPTIONS:  # C:\\PMOD\\app -> C:/PMOD/app: the engine splits and joins paths with "/"
+            if isinstance(params.get(key), str) and is_windows_abs(params[key]):
+                params[key] = params[key].replace('\\', '/')
+        module = ControllerModule(params, bool(self._task.check_mode),
                                   checked._no_log_values)  # pylint: disable=protected-access
         host = WindowsHost(self, task_vars)
         try:

@@ -41,8 +41,16 @@ description:
     that were running and runs the O(checks) against the old version. It removes O(staging_dir), closes the attempt
     (V(rolled_back), or V(failed) when nothing had been stopped) and releases the upgrade lock, and says what it
     restored (RV(restored), RV(message)). It refuses while the lock is held by another run.
-  - POSIX hosts. The steps reach the host through one small interface (module_utils C(host)), which a Windows
-    implementation will provide; until then the roles refuse Windows hosts in preflight.
+  - POSIX and Windows hosts. The steps reach the host through one small interface (module_utils C(host)). On a Windows
+    host (connection C(winrm)/C(psrp), a PowerShell shell, C(ansible_os_family=Windows), or the variable
+    C(clinops_upgrade_host_os=windows); C(posix) forces the module) the action plugin runs the same engine on the
+    controller and carries out each operation with ansible.windows modules (M(ansible.windows.win_stat),
+    M(ansible.windows.slurp), M(ansible.windows.win_find), M(ansible.windows.win_file),
+    M(ansible.windows.win_powershell), M(ansible.windows.win_service), M(ansible.windows.win_service_info),
+    M(ansible.windows.win_command), M(ansible.windows.win_wait_for), M(ansible.windows.win_copy)); the host needs no
+    Python. There the release is a zip, the V(backup), V(backup_after) and V(migrate_*) steps are refused before
+    anything stops, and C(tcp) and C(dicom) checks run from the controller. See C(docs/WINDOWS.md).
+  - The roles still refuse Windows hosts in their first task (their preflight and journal tasks are POSIX modules).
 author:
   - clinops.upgrade contributors (@clinops)
 extends_documentation_fragment:
@@ -54,7 +62,7 @@ attributes:
   diff_mode:
     support: none
   platform:
-    platforms: posix
+    platforms: [posix, windows]
 options:
   journal:
     description: The host's upgrade journal (JSON lines), with an open attempt for O(target).

@@ -195,12 +195,16 @@ $now = [DateTimeOffset]::UtcNow
 
 
 def native(path):
-    """A path as the Windows modules get it: ``C:/PMOD/app`` becomes ``C:\\PMOD\\app`` (other paths unchanged)."""
-    return path.replace('/', '\\') if isinstance(path, str) and DRIVE.match(path) else path
+    """A path as the Windows modules get it: ``C:/PMOD/app`` becomes ``C:\\PMOD\\app``, ``//server/share/x``
+    ``\\\\server\\share\\x`` (other paths unchanged)."""
+    if isinstance(path, str) and (DRIVE.match(path) or path.startswith(('//', '\\\\'))):
+        return path.replace('/', '\\')
+    return path
 
 
 def is_windows_abs(path):
-    return bool(path) and (bool(DRIVE.match(path)) or path.startswith('\\\\') or path.startswith('/'))
+    """``C:\\...``, ``C:/...``, a UNC path, or a rooted path (the lab's doubles)."""
+    return isinstance(path, str) and (bool(DRIVE.match(path)) or path.startswith(('\\\\', '/')))
 
 
 class _ServiceAction:
@@ -429,9 +433,12 @@ class WindowsHost:
 
     @staticmethod
     def _service_params(params):
-        """The Windows path addresses services by service name; the backend and supervisor options are POSIX ones."""
+        """The Windows path addresses services by their service name: ``backend`` and ``supervisor_config`` are POSIX
+        ones, and a DICOM service's start is waited for on its port (the C-ECHO of the verify step, from the controller,
+        judges it) instead of ``dicom``."""
         params = dict(params)
-        params['services'] = [dict((k, v) for k, v in s.items() if k not in ('backend',)) for s in params.get('services') or []]
+        params['services'] = [dict((k, v) for k, v in s.items() if k not in ('backend', 'dicom'))
+                              for s in params.get('services') or []]
         params.pop('supervisor_config', None)
         return params
 
@@ -447,9 +454,31 @@ class WindowsHost:
         del supervisor_config
         return self._services(dict(services=services, state=state, only=only or None, drain=drain))
 
+    def with_dependents(self, params):
+        """The services with, before each, the services that depend on it (``win_service_info``'s ``dependency_of``,
+        theirs too): stopped first, started after it, with its timeout. ``sc.exe stop`` refuses a service whose
+        dependents run; the vendor's list need not name them."""
+        listed = set(s['name'].lower() for s in params.get('services') or [])
+        ordered = []
+
+        def add(svc, depth):
+            if depth < 8:
+                found = self.call('ansible.windows.win_service_info', {'name': svc['name']})
+                for entry in found.get('services') or []:
+                    if str(entry.get('name', '')).lower() != svc['name'].lower():
+                        continue
+                    for dependent in entry.get('dependency_of') or []:
+                        if dependent.lower() not in listed:
+                            listed.add(dependent.lower())
+                            add(dict(name=dependent, timeout=svc.get('timeout'), kill_after=svc.get('kill_after')), depth + 1)
+            ordered.append(svc)
+        for svc in params.get('services') or []:
+            add(dict(svc), 0)
+        return dict(params, services=ordered)
+
     def _services(self, params):
         from ansible_collections.clinops.upgrade.plugins.action.service_stop_ordered import WindowsRun  # pylint: disable=import-outside-toplevel
-        shim = _ServiceAction(self, self._service_params(params))
+        shim = _ServiceAction(self, self.with_dependents(self._service_params(params)))
         result = WindowsRun(shim, self.task_vars).run()
         if result.get('failed'):
             raise StepFailed(result.get('msg') or 'service_stop_ordered failed', result)

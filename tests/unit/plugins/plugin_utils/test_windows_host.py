@@ -160,3 +160,41 @@ def test_every_script_names_itself_and_takes_its_input_as_parameters():
 def test_native_paths(path, expected):
     assert wh.native(path) == expected
     assert wh.is_windows_abs(path)
+
+
+class FakeServices(FakeWindows):
+    """A service control manager: PMOD-TS has a dependent PMOD-Web, which has its own dependent PMOD-Report."""
+
+    depends = {'PMOD-TS': ['PMOD-Web'], 'PMOD-Web': ['PMOD-Report']}
+
+    def __init__(self):
+        super().__init__()
+        self.running = {'PMOD-TS', 'PMOD-Web', 'PMOD-Report'}
+
+    def _execute_module(self, module_name, module_args, task_vars):
+        if module_name == 'ansible.windows.win_service_info':
+            self.calls.append((module_name, module_args))
+            name = module_args['name']
+            return dict(services=[dict(name=name, state='started' if name in self.running else 'stopped', process_id=7,
+                                       dependency_of=self.depends.get(name, []))])
+        if module_name == 'ansible.windows.win_command':
+            self.calls.append((module_name, module_args))
+            self.running.discard(module_args['argv'][2])
+            return dict(rc=0, stdout='')
+        if module_name == 'ansible.windows.win_service':
+            self.calls.append((module_name, module_args))
+            self.running.add(module_args['name'])
+            return dict(changed=True)
+        return super()._execute_module(module_name, module_args, task_vars)
+
+
+def test_dependent_services_are_stopped_before_and_started_after_their_service():
+    fake = FakeServices()
+    win = host(fake)
+    stopped = win.services('stopped', [dict(name='PMOD-TS', timeout=5, backend='supervisor')], supervisor_config='/x.conf')
+    stops = [a['argv'][2] for m, a in fake.calls if m.endswith('win_command')]
+    assert stops == ['PMOD-Report', 'PMOD-Web', 'PMOD-TS'] and not fake.running
+    assert set(stopped['previously_running']) == {'PMOD-TS', 'PMOD-Web', 'PMOD-Report'}
+    win.services('started', [dict(name='PMOD-TS', timeout=5)], only=stopped['previously_running'])
+    starts = [a['name'] for m, a in fake.calls if m.endswith('win_service')]
+    assert starts == ['PMOD-TS', 'PMOD-Web', 'PMOD-Report'] and fake.running == {'PMOD-TS', 'PMOD-Web', 'PMOD-Report'}

@@ -74,7 +74,20 @@ def module(name, **kwargs):
     for internal in real_internal_options(name):
         spec.setdefault(internal, {'type': 'raw'})
     kwargs.setdefault('supports_check_mode', True)
-    return AnsibleModule(argument_spec=spec, **kwargs)
+    mod = AnsibleModule(argument_spec=spec, **kwargs)
+    for key, value in list(mod.params.items()):
+        mod.params[key] = lab_path(value)
+    return mod
+
+
+def lab_path(value):
+    """A Windows path without a drive (``\\tmp\\lab\\hosts\\...``, what ntpath makes of the lab's folders) as the lab's
+    own path; anything else unchanged."""
+    if isinstance(value, list):
+        return [lab_path(v) for v in value]
+    if isinstance(value, str) and value.startswith('\\') and not value.startswith('\\\\'):
+        return value.replace('\\', '/')
+    return value
 
 
 # -- services: supervisor programs named like Windows services --------------------------------------------------------

@@ -7,26 +7,42 @@ import os
 from ansible_collections.ansible.windows.plugins.module_utils.double import module
 
 
+def entry(full):
+    st = os.lstat(full)
+    isdir = os.path.isdir(full) and not os.path.islink(full)
+    found = {'filename': os.path.basename(full), 'path': full, 'isdir': isdir, 'islnk': os.path.islink(full),
+             'isreg': os.path.isfile(full) and not os.path.islink(full), 'isjunction': False, 'exists': True,
+             'size': 0 if isdir else st.st_size, 'lastwritetime': st.st_mtime}
+    if found['islnk']:
+        found['lnk_source'] = os.path.realpath(full)
+        found['lnk_target'] = os.readlink(full)
+    return found
+
+
 def main():
     mod = module('win_find')
     p = mod.params
-    if p['recurse'] or p['patterns'] or p['age'] or p['size']:
-        mod.fail_json(msg='the double lists one folder level without filters (what the engine asks)')
+    if p['patterns'] or p['age'] or p['size'] or p['follow']:
+        mod.fail_json(msg='the double lists folders without filters (what clinops.upgrade asks)')
     files = []
     examined = 0
     for folder in p['paths']:
         if not os.path.isdir(folder):
             mod.fail_json(msg="Argument path %s does not exist cannot get information on" % folder)
-        for name in sorted(os.listdir(folder)):
-            examined += 1
-            full = os.path.join(folder, name)
-            isdir = os.path.isdir(full) and not os.path.islink(full)
-            if (p['file_type'] == 'file' and isdir) or (p['file_type'] == 'directory' and not isdir):
-                continue
-            if name.startswith('.') and not p['hidden']:
-                continue
-            files.append({'filename': name, 'path': full, 'isdir': isdir, 'islnk': os.path.islink(full),
-                          'exists': True, 'size': 0 if isdir else os.lstat(full).st_size})
+        for base, dirs, names in os.walk(folder):
+            dirs.sort()
+            for name in sorted(dirs + names):
+                examined += 1
+                full = os.path.join(base, name)
+                found = entry(full)
+                if (p['file_type'] == 'file' and found['isdir']) or (p['file_type'] == 'directory' and not found['isdir']):
+                    continue
+                if name.startswith('.') and not p['hidden']:
+                    continue
+                files.append(found)
+            if not p['recurse']:
+                break
+            dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(base, d))]
     mod.exit_json(changed=False, files=files, examined=examined, matched=len(files))
 
 

@@ -21,6 +21,8 @@ def write(p):
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        if data.startswith(b'#!'):
+            os.chmod(tmp, 0o755)  # the lab's stand-in start scripts run on POSIX; Windows has no mode bits to set
         os.replace(tmp, p['Path'])
     finally:
         if os.path.lexists(tmp):

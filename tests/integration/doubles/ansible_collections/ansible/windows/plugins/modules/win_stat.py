@@ -2,6 +2,7 @@
 # Test double (clinops.upgrade tests): the real module's documented options, acted out on the local machine.
 from __future__ import annotations
 
+import hashlib
 import os
 
 from ansible_collections.ansible.windows.plugins.module_utils.double import module
@@ -19,6 +20,9 @@ def main():
     info = {'exists': True, 'isdir': isdir, 'isreg': os.path.isfile(path) and not isdir, 'islnk': islnk,
             'isjunction': False, 'isshared': False, 'size': st.st_size, 'path': path,
             'filename': os.path.basename(path.rstrip('/')), 'lastwritetime': st.st_mtime}
+    if mod.params['get_checksum'] and info['isreg']:
+        with open(path, 'rb') as handle:
+            info['checksum'] = hashlib.new(mod.params['checksum_algorithm'], handle.read()).hexdigest()
     if islnk:
         info['lnk_target'] = os.readlink(path)
         info['lnk_source'] = os.path.realpath(path)
