@@ -47,6 +47,7 @@ import ntpath
 import os
 import re
 import socket
+import time
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.clinops.upgrade.plugins.module_utils import journal as _journal
@@ -58,6 +59,8 @@ RENAME_DELAY_MS = 500
 DRIVE = re.compile(r'^[A-Za-z]:[\\/]')
 
 SCRIPTS = {}
+# the calls that change nothing on the host (the others make WindowsHost forget what it knows of the files)
+READ_ONLY = ('ansible.windows.win_stat', 'ansible.windows.slurp', 'ansible.windows.win_find', 'ansible.windows.win_service_info')
 
 
 def _script(name, body):
@@ -232,7 +235,8 @@ class _ServiceAction:
 
 
 class HostJournal(_journal.Journal):
-    """The journal and the upgrade lock as files on the Windows host (read with slurp, rewritten atomically)."""
+    """The journal and the upgrade lock as files on the Windows host: read once with slurp (this run holds the lock, no
+    one else writes them), then each entry written by rewriting the file through a temporary file (script ``write``)."""
 
     def __init__(self, host, path, target, run_id, lock_file=None):  # pylint: disable=super-init-not-called
         self.host = host
@@ -240,38 +244,35 @@ class HostJournal(_journal.Journal):
         self.target = target
         self.run_id = run_id
         self.lock_file = lock_file or os.path.join(os.path.dirname(path), 'upgrade.lock')
-        self.entries = self._read_entries()
-        self.attempt = _journal.attempt_state(self.entries, target)
-
-    def _read_entries(self):
-        raw = self.host.read_bytes(self.path)
-        entries = []
-        for line in (raw or b'').decode('utf-8', 'replace').splitlines():
+        self.raw = host.read_bytes(path) or b''
+        self.holder = None
+        self.entries = []
+        for line in self.raw.decode('utf-8', 'replace').splitlines():
             try:
-                entries.append(json.loads(line)) if line.strip() else None
+                self.entries.append(json.loads(line)) if line.strip() else None
             except ValueError:
                 continue  # a line cut by a crash: the step counts as not done
-        return entries
+        self.attempt = _journal.attempt_state(self.entries, target)
 
     def read_holder(self):
-        raw = self.host.read_bytes(self.lock_file)
-        if raw is None:
-            return {}
-        try:
-            return json.loads(raw.decode('utf-8'))
-        except ValueError:
-            return {'corrupt': True}
+        if self.holder is None:
+            raw = self.host.read_bytes(self.lock_file)
+            try:
+                self.holder = {} if raw is None else json.loads(raw.decode('utf-8'))
+            except ValueError:
+                self.holder = {'corrupt': True}
+        return self.holder
 
     def record(self, step, result, data=None, note=None):
         entry = _journal.make_entry(self.attempt, step, result, self.target, self.run_id, data, note)
-        before = self.host.read_bytes(self.path) or b''
-        if before and not before.endswith(b'\n'):
-            before += b'\n'
-        self.host.write_atomic(self.path, before + (json.dumps(entry, sort_keys=True, ensure_ascii=False) + '\n').encode('utf-8'))
-        if self.read_holder().get('run_id') == self.run_id:
-            lock = dict(run_id=self.run_id, pid=_journal.controller_pid(), boot_id=None, host=socket.gethostname(),
-                        acquired=_journal.now_iso(), heartbeat_epoch=self.host.clock()['epoch'])
-            self.host.write_atomic(self.lock_file, json.dumps(lock).encode('utf-8'))
+        if self.raw and not self.raw.endswith(b'\n'):
+            self.raw += b'\n'
+        self.raw += (json.dumps(entry, sort_keys=True, ensure_ascii=False) + '\n').encode('utf-8')
+        self.host.write_atomic(self.path, self.raw)
+        if self.read_holder().get('run_id') == self.run_id:  # the heartbeat of this run's lock
+            self.holder = dict(run_id=self.run_id, pid=_journal.controller_pid(), boot_id=None, host=socket.gethostname(),
+                               acquired=self.holder.get('acquired') or _journal.now_iso(), heartbeat_epoch=time.time())
+            self.host.write_atomic(self.lock_file, json.dumps(self.holder).encode('utf-8'))
         self.entries.append(entry)
         self.attempt = _journal.attempt_state(self.entries, self.target)
         return entry
@@ -279,6 +280,7 @@ class HostJournal(_journal.Journal):
     def release_lock(self):
         if self.read_holder().get('run_id') == self.run_id:
             self.host.remove_tree(self.lock_file)
+            self.holder = {}
             return True
         return False
 
@@ -292,10 +294,13 @@ class WindowsHost:
         self.action = action
         self.task_vars = task_vars
         self.calls = []  # (module, args) of every call, for the journal of what was done and for the tests
+        self.stats = {}  # path -> win_stat, forgotten by every call that may change a file (one round trip less per ask)
 
     # -- module calls -----------------------------------------------------------------------------------------------
     def call(self, name, args):
         self.calls.append((name, args))
+        if name not in READ_ONLY:
+            self.stats.clear()
         return self.action._execute_module(module_name=name, module_args=args, task_vars=self.task_vars)  # pylint: disable=protected-access
 
     def must(self, name, args, what):
@@ -319,9 +324,11 @@ class WindowsHost:
         return is_windows_abs(path)
 
     def stat(self, path):
-        res = self.must('ansible.windows.win_stat', dict(path=native(path.rstrip('/\\') or path), follow=False,
-                                                           get_checksum=False), 'stat %s' % path)
-        return res.get('stat') or {}
+        key = native(path.rstrip('/\\') or path)
+        if key not in self.stats:
+            res = self.must('ansible.windows.win_stat', dict(path=key, follow=False, get_checksum=False), 'stat %s' % path)
+            self.stats[key] = res.get('stat') or {}
+        return self.stats[key]
 
     def exists(self, path):
         return bool(self.stat(path).get('exists'))
