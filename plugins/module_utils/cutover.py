@@ -152,8 +152,9 @@ def validate_steps(module, host=None):
     rollback = p['op'] == 'rollback'
     if [s for s in STEPS if s in p['steps']] != list(p['steps']):
         errors.append('steps must keep the order %s' % ', '.join(STEPS))
+    isabs = getattr(host, 'isabs', os.path.isabs)  # a Windows host also takes C:/... paths
     for key in ('journal', 'install_root', 'staged', 'artifact', 'staging_dir', 'old_artifact'):
-        if p.get(key) and not os.path.isabs(p[key]):
+        if p.get(key) and not isabs(p[key]):
             errors.append('%s must be an absolute path, not %r' % (key, p[key]))
     errors.extend(path_problems(p))
     if not rollback and 'stage' in p['steps'] and not (p.get('artifact') and p.get('staging_dir') and p.get('top_dir')):
@@ -207,7 +208,9 @@ class Cutover:
         self.module = module
         self.host = host or PosixHost(module)
         self.p = module.params
-        self.journal = _journal.Journal(self.p['journal'], self.p['target'], self.p['run_id'])
+        # the journal and the lock are files on the host (a Windows host reads and writes them with its modules)
+        opener = getattr(self.host, 'journal', None) or _journal.Journal
+        self.journal = opener(self.p['journal'], self.p['target'], self.p['run_id'])
         self.data = dict(self.journal.attempt['data'])
         self.steps = []
         self.expect_version = self.p['target']
@@ -391,6 +394,8 @@ class Cutover:
             time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
 
     def check_command(self, check, remaining):
+        if getattr(self.host, 'remote', False):  # a host reached from the controller runs the command there
+            return self.check_command_on_host(check, remaining)
         try:
             proc = subprocess.run([str(a) for a in check['argv']], cwd=self.p['install_root'], capture_output=True,
                                   timeout=min(remaining, 60.0), check=False)
@@ -403,6 +408,17 @@ class Cutover:
             return 'exit code %s: %s' % (proc.returncode, (out + proc.stderr.decode('utf-8', 'replace')).strip()[-300:])
         if not re.search(self.expect(check), out, re.MULTILINE):
             return 'output %r does not match %r' % (out.strip()[-300:], self.expect(check))
+        return None
+
+    def check_command_on_host(self, check, remaining):
+        try:
+            proc = self.host.run(check['argv'], cwd=self.p['install_root'], timeout=min(remaining, 60.0))
+        except StepFailed as exc:
+            return exc.msg
+        if proc['rc'] != 0:
+            return 'exit code %s: %s' % (proc['rc'], (proc['stdout'] + proc['stderr']).strip()[-300:])
+        if not re.search(self.expect(check), proc['stdout'], re.MULTILINE):
+            return 'output %r does not match %r' % (proc['stdout'].strip()[-300:], self.expect(check))
         return None
 
     @staticmethod
@@ -517,7 +533,7 @@ class Cutover:
         module, attempt, p = self.module, self.journal.attempt, self.p
         if not attempt['open']:
             module.fail_json(msg='no open upgrade attempt to %s in %s: nothing to roll back' % (p['target'], p['journal']))
-        holder = _journal.read_lock(self.journal.lock_file)
+        holder = self.journal.read_holder()
         if holder.get('run_id') not in (None, p['run_id']):
             module.fail_json(msg='the upgrade lock %s is held by run %s, not this run: nothing was rolled back'
                              % (self.journal.lock_file, holder.get('run_id')))

@@ -193,6 +193,10 @@ class Journal:
         self.attempt = attempt_state(self.entries, self.target)
         return entry
 
+    def read_holder(self):
+        """Who holds the upgrade lock (read_lock's answer)."""
+        return read_lock(self.lock_file)
+
     def release_lock(self):
         """Remove the upgrade lock when this run holds it (as upgrade_journal's op finish does)."""
         if os.path.exists(self.lock_file) and read_lock(self.lock_file).get('run_id') == self.run_id:

@@ -41,8 +41,16 @@ description:
     that were running and runs the O(checks) against the old version. It removes O(staging_dir), closes the attempt
     (V(rolled_back), or V(failed) when nothing had been stopped) and releases the upgrade lock, and says what it
     restored (RV(restored), RV(message)). It refuses while the lock is held by another run.
-  - POSIX hosts. The steps reach the host through one small interface (module_utils C(host)), which a Windows
-    implementation will provide; until then the roles refuse Windows hosts in preflight.
+  - POSIX and Windows hosts. The steps reach the host through one small interface (module_utils C(host)). On a Windows
+    host (connection C(winrm)/C(psrp), a PowerShell shell, C(ansible_os_family=Windows), or the variable
+    C(clinops_upgrade_host_os=windows); C(posix) forces the module) the action plugin runs the same engine on the
+    controller and carries out each operation with ansible.windows modules (M(ansible.windows.win_stat),
+    M(ansible.windows.slurp), M(ansible.windows.win_find), M(ansible.windows.win_file),
+    M(ansible.windows.win_powershell), M(ansible.windows.win_service), M(ansible.windows.win_service_info),
+    M(ansible.windows.win_command), M(ansible.windows.win_wait_for), M(ansible.windows.win_copy)); the host needs no
+    Python. There the release is a zip, the V(backup), V(backup_after) and V(migrate_*) steps are refused before
+    anything stops, and C(tcp) and C(dicom) checks run from the controller. See C(docs/WINDOWS.md).
+  - The roles still refuse Windows hosts in their first task (their preflight and journal tasks are POSIX modules).
 author:
   - clinops.upgrade contributors (@clinops)
 extends_documentation_fragment:
@@ -54,7 +62,7 @@ attributes:
   diff_mode:
     support: none
   platform:
-    platforms: posix
+    platforms: [posix, windows]
 options:
   journal:
     description: The host's upgrade journal (JSON lines), with an open attempt for O(target).
@@ -401,60 +409,13 @@ schema_touched:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.clinops.upgrade.plugins.module_utils.cutover import (
-    DOWNTIME_STEPS, MIGRATE_PHASES, STEPS, Cutover, StepFailed, check_problems, share_login_password, validate_steps)
+from ansible_collections.clinops.upgrade.plugins.module_utils.cutover import Cutover, StepFailed, check_problems, share_login_password, validate_steps
+from ansible_collections.clinops.upgrade.plugins.module_utils.cutover_spec import argument_spec
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            journal=dict(type='path', required=True),
-            run_id=dict(type='str', required=True),
-            target=dict(type='str', required=True),
-            steps=dict(type='list', elements='str', choices=list(STEPS), default=list(DOWNTIME_STEPS)),
-            op=dict(type='str', choices=['run', 'rollback'], default='run'),
-            failure=dict(type='str'),
-            failed_step=dict(type='str'),
-            install_root=dict(type='path', required=True),
-            staged=dict(type='path'),
-            artifact=dict(type='path'),
-            staging_dir=dict(type='path'),
-            top_dir=dict(type='str'),
-            old_artifact=dict(type='path'),
-            old_top_dir=dict(type='str'),
-            defaults_dir=dict(type='str'),
-            keep_old=dict(type='int', default=2),
-            version_file=dict(type='str', default='VERSION'),
-            old_suffix=dict(type='str', default='_old'),
-            services=dict(type='list', elements='dict', default=[]),
-            supervisor_config=dict(type='path'),
-            drain=dict(type='dict'),
-            backup=dict(type='dict'),
-            login_password=dict(type='str', no_log=True),
-            prefs=dict(type='dict'),
-            migrate=dict(type='dict'),
-            checks=dict(type='list', elements='dict', default=[], options=dict(
-                name=dict(type='str'),
-                type=dict(type='str', required=True, choices=['command', 'tcp', 'dicom']),
-                argv=dict(type='list', elements='str'),
-                expect=dict(type='str'),
-                host=dict(type='str'),
-                port=dict(type='int'),
-                called_aet=dict(type='str'),
-                calling_aet=dict(type='str', default='CLINOPS_UPG'),
-            )),
-            verify_wait=dict(type='int', default=60),
-            restart_after_verify=dict(type='list', elements='str', default=[]),
-            start_scripts=dict(type='list', elements='dict', default=[], options=dict(
-                dest=dict(type='str', required=True),
-                program=dict(type='str', required=True),
-                args=dict(type='list', elements='str', default=[]),
-            )),
-            start_script_interpreter=dict(type='str'),
-            product=dict(type='str', default=''),
-            migrate_command_phase=dict(type='str', choices=list(MIGRATE_PHASES), default='offline'),
-            backup_after=dict(type='dict'),
-        ),
+        argument_spec=argument_spec(),
         supports_check_mode=True,
     )
     share_login_password(module)

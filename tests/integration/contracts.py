@@ -181,3 +181,27 @@ def check(tasks):
         except ValueError:
             continue
     return problems, docs
+
+
+def internal_options(module):
+    """The ``_``-prefixed options a module of ansible.windows declares in its PowerShell (its action plugin's channel,
+    e.g. win_copy's ``_copy_mode``): allowed to callers that play that action plugin's part, never documented."""
+    import re  # pylint: disable=import-outside-toplevel
+    namespace, collection, name = module.split('.')
+    for root in os.environ.get('ANSIBLE_COLLECTIONS_PATH', '').split(os.pathsep) + [
+            os.path.join(os.path.dirname(os.path.dirname(yaml.__file__)))]:
+        path = os.path.join(root, 'ansible_collections', namespace, collection, 'plugins', 'modules', name + '.ps1')
+        if os.path.exists(path):
+            with open(path, encoding='utf-8-sig') as handle:
+                text = handle.read()
+            return sorted(set(re.findall(r'-name\s+"(_[a-z_]+)"', text)) | set(re.findall(r'^\s*(_[a-z_]+)\s*=\s*@\{', text, re.M)))
+    return []
+
+
+def call_problems(calls):
+    """Every contract problem of module calls made from Python (``(module, args)`` pairs), as a task would be checked."""
+    tasks = []
+    for index, (module, args) in enumerate(calls):
+        internal = set(internal_options(module)) if any(k.startswith('_') for k in args) else set()
+        tasks.append(('call[%d]' % index, {'name': 'call', module: dict((k, v) for k, v in args.items() if k not in internal)}))
+    return check(tasks)

@@ -47,3 +47,80 @@ def test_templated_values_are_checked_by_name_only():
     assert contracts.check([('case', task)])[0] == []
     task = {'name': 'x', 'ansible.windows.win_service': {'name': '{{ svc }}', 'stat': '{{ wanted }}'}}
     assert "'stat' is not an option" in contracts.check([('case', task)])[0][0]
+
+
+# ---------------------------------------------------------------- the Windows host of the upgrade engine
+
+class RecordingWindows:
+    """Answers every ansible.windows call of WindowsHost like a Windows host would (one running service, one file),
+    and records the calls: what the contract is checked against."""
+
+    def __init__(self):
+        self.calls = []
+        self.state = 'running'
+
+    def _execute_module(self, module_name, module_args, task_vars):
+        import base64  # pylint: disable=import-outside-toplevel
+        del task_vars
+        self.calls.append((module_name, dict(module_args)))
+        name = module_name.rsplit('.', 1)[1]
+        if name == 'win_stat':
+            return {'stat': {'exists': True, 'isdir': True, 'islnk': False}}
+        if name == 'win_find':
+            return {'files': [{'filename': 'app_old0001'}]}
+        if name == 'slurp':
+            return {'content': base64.b64encode(b'{"run_id": "r1"}\n').decode()}
+        if name == 'win_service_info':
+            return {'services': [{'name': module_args['name'], 'state': self.state, 'process_id': 42}]}
+        if name == 'win_command':
+            self.state = 'stopped'
+            return {'rc': 0, 'stdout': ''}
+        if name == 'win_service':
+            self.state = 'running'
+            return {'changed': True}
+        if name == 'win_powershell':
+            script = module_args['script'].split('\n', 1)[0].rsplit(' ', 1)[1]
+            answers = {'zip_list': {'names': ['app/', 'app/VERSION']}, 'rename': {'renamed': True},
+                       'run': {'timed_out': False, 'rc': 0, 'stdout': 'OK'}, 'free_space': {'free': 10 ** 9},
+                       'clock': {'utc': 'x', 'epoch': 1.0, 'timezone': 'UTC'}}
+            return {'output': [answers.get(script, {})], 'error': []}
+        return {'changed': True}
+
+
+def test_every_call_of_the_windows_host_keeps_its_modules_contract():
+    from ansible_collections.clinops.upgrade.plugins.plugin_utils.windows_host import SCRIPTS, WindowsHost  # pylint: disable=import-outside-toplevel
+    fake = RecordingWindows()
+    host = WindowsHost(fake, {})
+    for ask in (host.exists, host.isdir, host.isfile, host.islink, host.readlink, host.realpath, host.listdir,
+                host.read_text, host.makedirs, host.remove_tree, host.free_space):
+        ask('C:/PMOD/app')
+    host.write_atomic('C:/PMOD/app/Config.properties', b'a=1\r\n')
+    host.rename('C:/PMOD/app', 'C:/PMOD/app_old0001')
+    host.copy_tree('C:/PMOD/app', 'C:/PMOD/copy')
+    host.unpack('C:/rel/app.zip', 'C:/staging')
+    host.run(['pmodctl.exe', 'echo-ts'], cwd='C:/PMOD/app', timeout=5)
+    host.clock()
+    services = [{'name': 'PMOD-TS', 'port': 7000, 'host': '127.0.0.1', 'timeout': 5, 'kill_after': True}]
+    host.services('stopped', services)
+    host.services('started', services)
+    journal = host.journal('C:/PMOD/state/journal.jsonl', '2.0', 'r1')
+    journal.record('begin', 'ok')
+    journal.release_lock()
+    problems, docs = contracts.call_problems(fake.calls)
+    assert not problems, '\n'.join(problems)
+    used = set(m for m, dummy in fake.calls)
+    assert used == {'ansible.windows.win_stat', 'ansible.windows.win_find', 'ansible.windows.slurp', 'ansible.windows.win_file',
+                    'ansible.windows.win_powershell', 'ansible.windows.win_service_info', 'ansible.windows.win_command',
+                    'ansible.windows.win_service', 'ansible.windows.win_wait_for'} <= set(docs)
+    scripts = set(a['script'] for m, a in fake.calls if m.endswith('win_powershell'))
+    assert scripts == set(SCRIPTS.values())  # every script was exercised (and so checked)
+
+
+@pytest.mark.parametrize('call, message', [
+    (('ansible.windows.win_stat', {'path': 'C:/x', 'follow_links': False}), "'follow_links' is not an option"),
+    (('ansible.windows.win_find', {'paths': ['C:/x'], 'file_type': 'anything'}), "file_type='anything' is not one of"),
+    (('ansible.windows.win_copy', {'src': 'a', 'dest': 'b', '_copy_mode': 'single', '_no_such_thing': 1}), "'_no_such_thing'"),
+])
+def test_a_broken_windows_host_call_is_caught(call, message):
+    problems, dummy = contracts.call_problems([call])
+    assert any(message in p for p in problems), problems

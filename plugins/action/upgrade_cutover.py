@@ -1,0 +1,139 @@
+# -*- coding: utf-8 -*-
+# Copyright: clinops.upgrade contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin of upgrade_cutover: the module on a POSIX host, the same engine from the controller on Windows.
+
+Like ansible-core's ``service`` action plugin picks the module for the host's service manager, this one looks at the
+host. A POSIX host runs the module, unchanged. A Windows host - connection ``winrm``/``psrp``, a PowerShell shell,
+``ansible_os_family`` (or the fact ``os_family``) ``Windows``, or the variable ``clinops_upgrade_host_os: windows`` -
+gets the same :class:`Cutover` (every step and the rollback, one code path) run here on the controller with a
+:class:`WindowsHost`, which carries out each host operation with the ansible.windows modules. The network checks (C-ECHO,
+TCP) run from the controller; the command checks run on the host. ``clinops_upgrade_host_os: posix`` forces the module.
+"""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleActionFail
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.common.parameters import remove_values
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.clinops.upgrade.plugins.module_utils.cutover import (
+    Cutover, StepFailed, check_problems, share_login_password, validate_steps)
+from ansible_collections.clinops.upgrade.plugins.module_utils.cutover_spec import argument_spec
+from ansible_collections.clinops.upgrade.plugins.plugin_utils.windows_host import WindowsHost, is_windows_abs
+
+MODULE = 'clinops.upgrade.upgrade_cutover'
+HOST_OS_VAR = 'clinops_upgrade_host_os'
+PATH_OPTIONS = ('journal', 'install_root', 'staged', 'artifact', 'staging_dir', 'old_artifact')
+WINDOWS_CONNECTIONS = ('winrm', 'psrp', 'ansible.builtin.winrm', 'ansible.builtin.psrp')
+
+
+class Ended(BaseException):
+    """exit_json/fail_json of the controller-side module: the engine is done (not an Exception the steps catch)."""
+
+    def __init__(self, result):
+        super().__init__(result.get('msg', ''))
+        self.result = result
+
+
+class ControllerModule:
+    """What the engine needs of an AnsibleModule, when it runs on the controller for a Windows host."""
+
+    def __init__(self, params, check_mode, no_log_values):
+        self.params = params
+        self.check_mode = check_mode
+        self.no_log_values = set(no_log_values)
+        self.warnings = []
+
+    def warn(self, warning):
+        self.warnings.append(warning)
+
+    def fail_json(self, msg, **kwargs):
+        raise Ended(dict(kwargs, msg=msg, failed=True))
+
+    def exit_json(self, **kwargs):
+        raise Ended(kwargs)
+
+
+def host_os(task_vars, connection, templar=None):
+    """``windows`` or ``posix``, for the host this task runs on."""
+    wanted = (task_vars or {}).get(HOST_OS_VAR)
+    if templar is not None and isinstance(wanted, str):
+        wanted = templar.template(wanted)
+    if wanted:
+        wanted = str(wanted).lower()
+        if wanted not in ('windows', 'posix'):
+            raise AnsibleActionFail('%s must be windows or posix, not %r' % (HOST_OS_VAR, wanted))
+        return wanted
+    facts = (task_vars or {}).get('ansible_facts') or {}
+    if facts.get('os_family') == 'Windows' or (task_vars or {}).get('ansible_os_family') == 'Windows':
+        return 'windows'
+    if getattr(connection, 'transport', None) in WINDOWS_CONNECTIONS:
+        return 'windows'
+    if (task_vars or {}).get('ansible_shell_type') in ('powershell', 'pwsh'):
+        return 'windows'
+    shell = getattr(connection, '_shell', None)
+    return 'windows' if getattr(shell, 'SHELL_FAMILY', None) == 'powershell' else 'posix'
+
+
+class ActionModule(ActionBase):
+
+    TRANSFERS_FILES = True
+
+    def run(self, tmp=None, task_vars=None):
+        self._supports_check_mode = True
+        self._supports_async = True
+        result = super().run(tmp, task_vars)
+        del tmp
+        task_vars = task_vars or {}
+        if host_os(task_vars, self._connection, self._templar) == 'posix':
+            try:
+                result.update(self._execute_module(module_name=MODULE, module_args=self._task.args, task_vars=task_vars,
+                                                   wrap_async=self._task.async_val))
+            finally:
+                if not self._task.async_val:
+                    self._remove_tmp_path(self._connection._shell.tmpdir)
+            return result
+        if self._task.async_val:
+            raise AnsibleActionFail('upgrade_cutover does not support async on Windows hosts')
+        try:
+            result.update(self.run_windows(task_vars))
+        finally:
+            self._remove_tmp_path(self._connection._shell.tmpdir)
+        return result
+
+    def run_windows(self, task_vars):
+        """The module's input checks and the engine, with a WindowsHost; the result with every secret masked."""
+        checked = ArgumentSpecValidator(argument_spec()).validate(dict(self._task.args))
+        if checked.error_messages:
+            return dict(failed=True, msg='invalid input, nothing was stopped: ' + '; '.join(checked.error_messages))
+        params = checked.validated_parameters
+        for key in PATH_OPTIONS:  # C:\\PMOD\\app -> C:/PMOD/app: the engine splits and joins paths with "/"
+            if isinstance(params.get(key), str) and is_windows_abs(params[key]):
+                params[key] = params[key].replace('\\', '/')
+        module = ControllerModule(params, bool(self._task.check_mode),
+                                  checked._no_log_values)  # pylint: disable=protected-access
+        host = WindowsHost(self, task_vars)
+        try:
+            share_login_password(module)
+            errors = check_problems(module.params['checks'])
+            try:
+                errors.extend(validate_steps(module, host))
+            except StepFailed as exc:
+                errors.append(exc.msg)
+            if errors:
+                module.fail_json(msg='invalid input, nothing was stopped: ' + '; '.join(errors))
+            engine = Cutover(module, host)
+            if module.params['op'] == 'rollback':
+                engine.rollback()
+            engine.run()
+            module.fail_json(msg='the engine ended without a result')
+        except Ended as ended:
+            outcome = ended.result
+        except StepFailed as exc:  # a host operation failed outside a step (reading the journal)
+            outcome = dict(failed=True, msg=exc.msg)
+        outcome['host_os'] = 'windows'
+        if module.warnings:
+            outcome['warnings'] = list(module.warnings)
+        return remove_values(outcome, module.no_log_values) if module.no_log_values else outcome

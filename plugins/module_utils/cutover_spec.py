@@ -1,0 +1,59 @@
+# -*- coding: utf-8 -*-
+# Copyright: clinops.upgrade contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The options of upgrade_cutover, shared by the module (POSIX hosts) and its action plugin (Windows hosts)."""
+
+from __future__ import annotations
+
+from ansible_collections.clinops.upgrade.plugins.module_utils.cutover import MIGRATE_PHASES, STEPS, DOWNTIME_STEPS
+
+
+def argument_spec():
+    return dict(
+        journal=dict(type='path', required=True),
+        run_id=dict(type='str', required=True),
+        target=dict(type='str', required=True),
+        steps=dict(type='list', elements='str', choices=list(STEPS), default=list(DOWNTIME_STEPS)),
+        op=dict(type='str', choices=['run', 'rollback'], default='run'),
+        failure=dict(type='str'),
+        failed_step=dict(type='str'),
+        install_root=dict(type='path', required=True),
+        staged=dict(type='path'),
+        artifact=dict(type='path'),
+        staging_dir=dict(type='path'),
+        top_dir=dict(type='str'),
+        old_artifact=dict(type='path'),
+        old_top_dir=dict(type='str'),
+        defaults_dir=dict(type='str'),
+        keep_old=dict(type='int', default=2),
+        version_file=dict(type='str', default='VERSION'),
+        old_suffix=dict(type='str', default='_old'),
+        services=dict(type='list', elements='dict', default=[]),
+        supervisor_config=dict(type='path'),
+        drain=dict(type='dict'),
+        backup=dict(type='dict'),
+        login_password=dict(type='str', no_log=True),
+        prefs=dict(type='dict'),
+        migrate=dict(type='dict'),
+        checks=dict(type='list', elements='dict', default=[], options=dict(
+            name=dict(type='str'),
+            type=dict(type='str', required=True, choices=['command', 'tcp', 'dicom']),
+            argv=dict(type='list', elements='str'),
+            expect=dict(type='str'),
+            host=dict(type='str'),
+            port=dict(type='int'),
+            called_aet=dict(type='str'),
+            calling_aet=dict(type='str', default='CLINOPS_UPG'),
+        )),
+        verify_wait=dict(type='int', default=60),
+        restart_after_verify=dict(type='list', elements='str', default=[]),
+        start_scripts=dict(type='list', elements='dict', default=[], options=dict(
+            dest=dict(type='str', required=True),
+            program=dict(type='str', required=True),
+            args=dict(type='list', elements='str', default=[]),
+        )),
+        start_script_interpreter=dict(type='str'),
+        product=dict(type='str', default=''),
+        migrate_command_phase=dict(type='str', choices=list(MIGRATE_PHASES), default='offline'),
+        backup_after=dict(type='dict'),
+    )

@@ -1,0 +1,525 @@
+# -*- coding: utf-8 -*-
+# Copyright: clinops.upgrade contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The upgrade engine's host interface on a Windows host, carried out from the controller.
+
+:class:`WindowsHost` has the methods of :class:`~ansible_collections.clinops.upgrade.plugins.module_utils.host.PosixHost`;
+the action plugin ``upgrade_cutover`` runs the same :class:`~...cutover.Cutover` with it on the controller. Each
+operation is one (or a few) calls of an ansible.windows module through the action plugin's ``_execute_module``, so the
+Windows host needs no Python:
+
+=====================  ===============================================================================================
+operation              ansible.windows module
+=====================  ===============================================================================================
+exists/isdir/isfile/   ``win_stat`` (``follow: false``: a symlink or junction is seen as itself; ``lnk_source`` for
+islink/readlink/       ``readlink``/``realpath``)
+realpath
+listdir                ``win_find`` (``file_type: any``, ``hidden: true``, not recursive)
+read_text/read_bytes   ``slurp`` (bytes as they are: CRLF, UTF-16 and ANSI files are read, and written, byte for byte)
+write_atomic           ``win_powershell`` script ``write``: a temporary file beside the target, flushed, then
+                       ``[IO.File]::Replace`` / ``Move``  over it
+rename                 ``win_powershell`` script ``rename``: ``[IO.Directory]::Move`` with retries while a file is held
+                       open (sharing violation); when it still fails, the file held open is named
+makedirs/remove_tree   ``win_file`` (``state: directory`` / ``state: absent``; win_file deletes a link, not its target)
+copy_tree              ``win_powershell`` script ``copy_tree``
+unpack                 ``win_powershell`` script ``zip_list`` (the member names), checked here with
+                       ``paths.archive_escapes`` before anything is written, then script ``zip_extract`` (the checked
+                       members only)
+services               ``win_service_info``, ``win_command`` (``sc.exe stop``, ``taskkill.exe /F /PID``),
+                       ``win_wait_for``, ``win_service`` - the Windows path of ``service_stop_ordered``'s action plugin
+run                    ``win_powershell`` script ``run``: the program started, killed with its children after the timeout
+free_space             ``win_powershell`` script ``free_space``: ``[IO.DriveInfo]`` of the installation's drive
+clock                  ``win_powershell`` script ``clock``: UTC time and the time zone's id
+journal and lock       files on the host, through ``slurp`` / script ``write`` / ``win_file``
+prefs_migrate          the Windows path of ``prefs_migrate``'s action plugin (``win_find``, ``win_stat``, ``slurp``,
+                       ``win_copy``)
+=====================  ===============================================================================================
+
+Every ``win_powershell`` script starts with the line ``# clinops.upgrade: <name>`` and takes its input only through
+``parameters`` (never through text put into the script), so no path or value is ever parsed as PowerShell.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ntpath
+import os
+import re
+import socket
+import time
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible_collections.clinops.upgrade.plugins.module_utils import journal as _journal
+from ansible_collections.clinops.upgrade.plugins.module_utils import paths as _paths
+from ansible_collections.clinops.upgrade.plugins.module_utils.host import StepFailed
+
+RENAME_RETRIES = 10
+RENAME_DELAY_MS = 500
+DRIVE = re.compile(r'^[A-Za-z]:[\\/]')
+
+SCRIPTS = {}
+# the calls that change nothing on the host (the others make WindowsHost forget what it knows of the files)
+READ_ONLY = ('ansible.windows.win_stat', 'ansible.windows.slurp', 'ansible.windows.win_find', 'ansible.windows.win_service_info')
+
+
+def _script(name, body):
+    SCRIPTS[name] = '# clinops.upgrade: %s\n%s' % (name, body.strip() + '\n')
+    return SCRIPTS[name]
+
+
+_script('write', r'''
+param([string]$Path, [string]$Content)
+$ErrorActionPreference = 'Stop'
+$Ansible.Changed = $true
+$bytes = [Convert]::FromBase64String($Content)
+$folder = [IO.Path]::GetDirectoryName($Path)
+$tmp = [IO.Path]::Combine($folder, '.' + [IO.Path]::GetFileName($Path) + '.' + $PID + '.tmp')
+try {
+    $stream = [IO.File]::Open($tmp, [IO.FileMode]::Create, [IO.FileAccess]::Write, [IO.FileShare]::None)
+    try { $stream.Write($bytes, 0, $bytes.Length); $stream.Flush($true) } finally { $stream.Dispose() }
+    if ([IO.File]::Exists($Path)) { [IO.File]::Replace($tmp, $Path, $null) } else { [IO.File]::Move($tmp, $Path) }
+} finally {
+    if ([IO.File]::Exists($tmp)) { [IO.File]::Delete($tmp) }
+}
+@{ written = $bytes.Length }
+''')
+
+_script('rename', r'''
+param([string]$Source, [string]$Destination, [int]$Retries, [int]$DelayMs)
+$ErrorActionPreference = 'Stop'
+$Ansible.Changed = $true
+$attempt = 0
+while ($true) {
+    $attempt++
+    try {
+        if ([IO.Directory]::Exists($Source)) { [IO.Directory]::Move($Source, $Destination) }
+        else { [IO.File]::Move($Source, $Destination) }
+        return @{ renamed = $true; attempts = $attempt; locked = $null; message = $null }
+    } catch [System.IO.IOException] {
+        $problem = $_.Exception
+        # 0x80070020 sharing violation, 0x80070021 lock violation, 0x80070005 access denied (a file open in the tree)
+        if ($attempt -ge $Retries) { break }
+        Start-Sleep -Milliseconds $DelayMs
+    }
+}
+$locked = $null
+if ([IO.Directory]::Exists($Source)) {
+    foreach ($file in [IO.Directory]::EnumerateFiles($Source, '*', [IO.SearchOption]::AllDirectories)) {
+        try { [IO.File]::Open($file, 'Open', 'ReadWrite', 'None').Dispose() } catch { $locked = $file; break }
+    }
+}
+@{ renamed = $false; attempts = $attempt; locked = $locked; message = $problem.Message }
+''')
+
+_script('copy_tree', r'''
+param([string]$Source, [string]$Destination)
+$ErrorActionPreference = 'Stop'
+$Ansible.Changed = $true
+Copy-Item -LiteralPath $Source -Destination $Destination -Recurse -Force
+@{ copied = $true }
+''')
+
+_script('zip_list', r'''
+param([string]$Archive)
+$ErrorActionPreference = 'Stop'
+$Ansible.Changed = $false
+Add-Type -AssemblyName System.IO.Compression.FileSystem
+$zip = [IO.Compression.ZipFile]::OpenRead($Archive)
+try {
+    $names = @(foreach ($entry in $zip.Entries) { $entry.FullName })
+} finally { $zip.Dispose() }
+@{ names = $names }
+''')
+
+_script('zip_extract', r'''
+param([string]$Archive, [string]$Destination, [string[]]$Names)
+$ErrorActionPreference = 'Stop'
+$Ansible.Changed = $true
+Add-Type -AssemblyName System.IO.Compression.FileSystem
+$wanted = @{}
+foreach ($name in $Names) { $wanted[$name] = $true }
+$root = [IO.Path]::GetFullPath($Destination).TrimEnd('\') + '\'
+$count = 0
+$zip = [IO.Compression.ZipFile]::OpenRead($Archive)
+try {
+    foreach ($entry in $zip.Entries) {
+        if (-not $wanted.ContainsKey($entry.FullName)) { continue }
+        $target = [IO.Path]::GetFullPath([IO.Path]::Combine($root, $entry.FullName.Replace('/', '\')))
+        if (-not $target.StartsWith($root, [StringComparison]::OrdinalIgnoreCase)) { throw "member $($entry.FullName) leaves $root" }
+        if ($entry.FullName.EndsWith('/')) { [void][IO.Directory]::CreateDirectory($target) }
+        else {
+            [void][IO.Directory]::CreateDirectory([IO.Path]::GetDirectoryName($target))
+            [IO.Compression.ZipFileExtensions]::ExtractToFile($entry, $target, $true)
+        }
+        $count++
+    }
+} finally { $zip.Dispose() }
+@{ extracted = $count }
+''')
+
+_script('run', r'''
+param([string[]]$Argv, [string]$Chdir, [int]$TimeoutMs)
+$ErrorActionPreference = 'Stop'
+$Ansible.Changed = $true
+$info = New-Object System.Diagnostics.ProcessStartInfo
+$info.FileName = $Argv[0]
+$info.Arguments = (@($Argv | Select-Object -Skip 1) | ForEach-Object { '"' + ($_ -replace '(\\*)"', '$1$1\"' -replace '(\\+)$', '$1$1') + '"' }) -join ' '
+if ($Chdir) { $info.WorkingDirectory = $Chdir }
+$info.UseShellExecute = $false
+$info.RedirectStandardOutput = $true
+$info.RedirectStandardError = $true
+$process = [Diagnostics.Process]::Start($info)
+$out = $process.StandardOutput.ReadToEndAsync()
+$err = $process.StandardError.ReadToEndAsync()
+if (-not $process.WaitForExit($TimeoutMs)) {
+    & taskkill.exe /F /T /PID $process.Id | Out-Null
+    return @{ timed_out = $true; rc = $null; stdout = ''; stderr = '' }
+}
+$process.WaitForExit()
+@{ timed_out = $false; rc = $process.ExitCode; stdout = $out.Result; stderr = $err.Result }
+''')
+
+_script('free_space', r'''
+param([string]$Path)
+$ErrorActionPreference = 'Stop'
+$Ansible.Changed = $false
+$drive = New-Object IO.DriveInfo([IO.Path]::GetPathRoot([IO.Path]::GetFullPath($Path)))
+@{ free = $drive.AvailableFreeSpace; drive = $drive.Name }
+''')
+
+_script('clock', r'''
+$ErrorActionPreference = 'Stop'
+$Ansible.Changed = $false
+$now = [DateTimeOffset]::UtcNow
+@{ utc = $now.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'+00:00'"); epoch = $now.ToUnixTimeMilliseconds() / 1000.0
+   timezone = [TimeZoneInfo]::Local.Id }
+''')
+
+
+def native(path):
+    """A path as the Windows modules get it: ``C:/PMOD/app`` becomes ``C:\\PMOD\\app``, ``//server/share/x``
+    ``\\\\server\\share\\x`` (other paths unchanged)."""
+    if isinstance(path, str) and (DRIVE.match(path) or path.startswith(('//', '\\\\'))):
+        return path.replace('/', '\\')
+    return path
+
+
+def is_windows_abs(path):
+    """``C:\\...``, ``C:/...``, a UNC path, or a rooted path (the lab's doubles)."""
+    return isinstance(path, str) and (bool(DRIVE.match(path)) or path.startswith(('\\\\', '/')))
+
+
+class _ServiceAction:
+    """What service_stop_ordered's Windows path needs of an action plugin: its module calls and its task's options."""
+
+    class _Task:
+        check_mode = False
+        diff = False
+
+    def __init__(self, host, params):
+        self._host = host
+        self._params = params
+        self._task = self._Task()
+
+    def windows_module(self, name, args, task_vars):
+        del task_vars
+        return self._host.call(name, args)
+
+    def validate_argument_spec(self, argument_spec=None, **kwargs):
+        checked = ArgumentSpecValidator(argument_spec, **kwargs).validate(
+            dict((k, v) for k, v in self._params.items() if v is not None))
+        if checked.error_messages:
+            raise StepFailed('invalid service_stop_ordered options, nothing was done: %s' % '; '.join(checked.error_messages))
+        return checked, checked.validated_parameters
+
+
+class HostJournal(_journal.Journal):
+    """The journal and the upgrade lock as files on the Windows host: read once with slurp (this run holds the lock, no
+    one else writes them), then each entry written by rewriting the file through a temporary file (script ``write``)."""
+
+    def __init__(self, host, path, target, run_id, lock_file=None):  # pylint: disable=super-init-not-called
+        self.host = host
+        self.path = path
+        self.target = target
+        self.run_id = run_id
+        self.lock_file = lock_file or os.path.join(os.path.dirname(path), 'upgrade.lock')
+        self.raw = host.read_bytes(path) or b''
+        self.holder = None
+        self.entries = []
+        for line in self.raw.decode('utf-8', 'replace').splitlines():
+            try:
+                self.entries.append(json.loads(line)) if line.strip() else None
+            except ValueError:
+                continue  # a line cut by a crash: the step counts as not done
+        self.attempt = _journal.attempt_state(self.entries, target)
+
+    def read_holder(self):
+        if self.holder is None:
+            raw = self.host.read_bytes(self.lock_file)
+            try:
+                self.holder = {} if raw is None else json.loads(raw.decode('utf-8'))
+            except ValueError:
+                self.holder = {'corrupt': True}
+        return self.holder
+
+    def record(self, step, result, data=None, note=None):
+        entry = _journal.make_entry(self.attempt, step, result, self.target, self.run_id, data, note)
+        if self.raw and not self.raw.endswith(b'\n'):
+            self.raw += b'\n'
+        self.raw += (json.dumps(entry, sort_keys=True, ensure_ascii=False) + '\n').encode('utf-8')
+        self.host.write_atomic(self.path, self.raw)
+        if self.read_holder().get('run_id') == self.run_id:  # the heartbeat of this run's lock
+            self.holder = dict(run_id=self.run_id, pid=_journal.controller_pid(), boot_id=None, host=socket.gethostname(),
+                               acquired=self.holder.get('acquired') or _journal.now_iso(), heartbeat_epoch=time.time())
+            self.host.write_atomic(self.lock_file, json.dumps(self.holder).encode('utf-8'))
+        self.entries.append(entry)
+        self.attempt = _journal.attempt_state(self.entries, self.target)
+        return entry
+
+    def release_lock(self):
+        if self.read_holder().get('run_id') == self.run_id:
+            self.host.remove_tree(self.lock_file)
+            self.holder = {}
+            return True
+        return False
+
+
+class WindowsHost:
+    """The host operations of the engine, each carried out with ansible.windows modules from the controller."""
+
+    remote = True  # the engine runs its command checks through run(), on the host
+
+    def __init__(self, action, task_vars):
+        self.action = action
+        self.task_vars = task_vars
+        self.calls = []  # (module, args) of every call, for the journal of what was done and for the tests
+        self.stats = {}  # path -> win_stat, forgotten by every call that may change a file (one round trip less per ask)
+
+    # -- module calls -----------------------------------------------------------------------------------------------
+    def call(self, name, args):
+        self.calls.append((name, args))
+        if name not in READ_ONLY:
+            self.stats.clear()
+        return self.action._execute_module(module_name=name, module_args=args, task_vars=self.task_vars)  # pylint: disable=protected-access
+
+    def must(self, name, args, what):
+        res = self.call(name, args)
+        if res.get('failed'):
+            raise StepFailed('%s: %s failed: %s' % (what, name, res.get('msg') or res.get('stderr') or res))
+        return res
+
+    def script(self, name, what, **parameters):
+        """Run one of SCRIPTS with ``parameters``; its output object (a dict)."""
+        res = self.must('ansible.windows.win_powershell', dict(script=SCRIPTS[name], parameters=parameters), what)
+        errors = res.get('error') or []
+        if errors:
+            raise StepFailed('%s: %s' % (what, '; '.join(str(e.get('message') if isinstance(e, dict) else e) for e in errors)))
+        output = res.get('output') or [{}]
+        return output[-1] if isinstance(output[-1], dict) else {}
+
+    # -- files ----------------------------------------------------------------------------------------------------
+    @staticmethod
+    def isabs(path):
+        return is_windows_abs(path)
+
+    def stat(self, path):
+        key = native(path.rstrip('/\\') or path)
+        if key not in self.stats:
+            res = self.must('ansible.windows.win_stat', dict(path=key, follow=False, get_checksum=False), 'stat %s' % path)
+            self.stats[key] = res.get('stat') or {}
+        return self.stats[key]
+
+    def exists(self, path):
+        return bool(self.stat(path).get('exists'))
+
+    def isdir(self, path):
+        found = self.stat(path)
+        if found.get('islnk') or found.get('isjunction'):
+            return bool(found.get('lnk_source')) and self.isdir(found['lnk_source'])
+        return bool(found.get('exists') and found.get('isdir'))
+
+    def isfile(self, path):
+        found = self.stat(path)
+        return bool(found.get('exists') and not found.get('isdir'))
+
+    def islink(self, path):
+        found = self.stat(path)
+        return bool(found.get('islnk') or found.get('isjunction'))
+
+    def readlink(self, path):
+        found = self.stat(path)
+        return found.get('lnk_target') or found.get('lnk_source') or ''
+
+    def realpath(self, path):
+        """Where ``path`` leads: the link's absolute target when its last component is a link (win_stat resolves one
+        component; the engine refuses links among the folders it moves before it asks)."""
+        found = self.stat(path)
+        if found.get('islnk') or found.get('isjunction'):
+            return found.get('lnk_source') or path
+        return path.rstrip('/\\') or path
+
+    def listdir(self, path):
+        res = self.must('ansible.windows.win_find', dict(paths=[native(path)], file_type='any', hidden=True, recurse=False,
+                                                          get_checksum=False), 'list %s' % path)
+        return [f.get('filename') for f in res.get('files') or []]
+
+    def read_bytes(self, path):
+        res = self.call('ansible.windows.slurp', dict(src=native(path)))
+        if res.get('failed'):
+            return None
+        return base64.b64decode(res.get('content') or '')
+
+    def read_text(self, path):
+        raw = self.read_bytes(path)
+        try:
+            return None if raw is None else raw.decode('utf-8')
+        except UnicodeDecodeError:
+            return None
+
+    def write_atomic(self, path, content, mode=0o644):
+        """Write ``content`` (text as UTF-8, or bytes as they are) through a temporary file renamed over ``path``.
+        Windows has no POSIX mode bits: ``mode`` is not applied (the folder's ACL is inherited)."""
+        del mode
+        data = content.encode('utf-8') if isinstance(content, str) else bytes(content)
+        self.script('write', 'write %s' % path, Path=native(path), Content=base64.b64encode(data).decode('ascii'))
+
+    def rename(self, src, dst):
+        out = self.script('rename', 'rename %s to %s' % (src, dst), Source=native(src.rstrip('/\\')),
+                          Destination=native(dst.rstrip('/\\')), Retries=RENAME_RETRIES, DelayMs=RENAME_DELAY_MS)
+        if not out.get('renamed'):
+            held = (' - %s is held open by a process' % out['locked']) if out.get('locked') else ''
+            raise StepFailed('cannot rename %s to %s after %s attempts%s: %s' % (
+                src, dst, out.get('attempts'), held, out.get('message') or 'no reason given'))
+
+    def makedirs(self, path, mode=0o750):
+        del mode
+        self.must('ansible.windows.win_file', dict(path=native(path), state='directory'), 'create %s' % path)
+
+    def copy_tree(self, src, dst):
+        self.script('copy_tree', 'copy %s to %s' % (src, dst), Source=native(src), Destination=native(dst))
+
+    def remove_tree(self, path):
+        """Remove ``path``; a link or junction is removed itself (win_file deletes the reparse point, not its target)."""
+        if self.exists(path):
+            self.must('ansible.windows.win_file', dict(path=native(path.rstrip('/\\')), state='absent'), 'remove %s' % path)
+
+    def unpack(self, archive, dest, only=None):
+        """A release zip unpacked into ``dest``; every member checked here first (absolute, ``..``, a drive, an
+        alternate data stream, a name that leaves ``dest``): one bad member and nothing is written."""
+        names = self.script('zip_list', 'read %s' % archive, Archive=native(archive)).get('names') or []
+        prefix = only.strip('/') + '/' if only else None
+        wanted = [n for n in names if prefix is None or n.replace('\\', '/') == prefix.rstrip('/')
+                  or n.replace('\\', '/').startswith(prefix)]
+        bad = ['%s: a Windows drive or stream name' % n for n in wanted if ':' in n]
+        bad += _paths.archive_escapes([(n.replace('\\', '/'), 'dir' if n.endswith(('/', '\\')) else 'file', '') for n in wanted])
+        if bad:
+            raise StepFailed('%s has members that would leave the staging folder, nothing was unpacked: %s'
+                             % (archive, '; '.join(bad[:5])))
+        self.script('zip_extract', 'unpack %s' % archive, Archive=native(archive), Destination=native(dest), Names=wanted)
+        return len(wanted)
+
+    # -- modules, services, commands ------------------------------------------------------------------------------
+    def validate(self, name, params):
+        if name == 'service_stop_ordered':
+            from ansible_collections.clinops.upgrade.plugins.module_utils.service_stop_ordered import (  # pylint: disable=import-outside-toplevel
+                MUTUALLY_EXCLUSIVE, argument_spec, check_params)
+            dummy, checked = _ServiceAction(self, self._service_params(params)).validate_argument_spec(
+                argument_spec=argument_spec(), mutually_exclusive=MUTUALLY_EXCLUSIVE)
+            errors = check_params(checked, windows=True)
+            if errors:
+                raise StepFailed('invalid service_stop_ordered options, nothing was done: %s' % '; '.join(errors))
+        elif name == 'prefs_migrate':
+            from ansible_collections.clinops.upgrade.plugins.module_utils.prefs import prefs_argument_spec  # pylint: disable=import-outside-toplevel
+            checked = ArgumentSpecValidator(prefs_argument_spec()).validate(dict((k, v) for k, v in params.items() if v is not None))
+            if checked.error_messages:
+                raise StepFailed('invalid prefs_migrate options, nothing was done: %s' % '; '.join(checked.error_messages))
+        else:
+            raise StepFailed('%s is not carried out on Windows hosts by this release (the step needs Python on the host); '
+                             'leave its option out for a Windows host' % name)
+
+    @staticmethod
+    def _service_params(params):
+        """The Windows path addresses services by their service name: ``backend`` and ``supervisor_config`` are POSIX
+        ones, and a DICOM service's start is waited for on its port (the C-ECHO of the verify step, from the controller,
+        judges it) instead of ``dicom``."""
+        params = dict(params)
+        params['services'] = [dict((k, v) for k, v in s.items() if k not in ('backend', 'dicom'))
+                              for s in params.get('services') or []]
+        params.pop('supervisor_config', None)
+        return params
+
+    def run_module(self, name, params):
+        if name == 'service_stop_ordered':
+            return self._services(params)
+        if name == 'prefs_migrate':
+            return self._prefs(params)
+        self.validate(name, params)  # raises: not on Windows
+        return {}
+
+    def services(self, state, services, supervisor_config=None, only=None, drain=None):
+        del supervisor_config
+        return self._services(dict(services=services, state=state, only=only or None, drain=drain))
+
+    def with_dependents(self, params):
+        """The services with, before each, the services that depend on it (``win_service_info``'s ``dependency_of``,
+        theirs too): stopped first, started after it, with its timeout. ``sc.exe stop`` refuses a service whose
+        dependents run; the vendor's list need not name them."""
+        listed = set(s['name'].lower() for s in params.get('services') or [])
+        ordered = []
+
+        def add(svc, depth):
+            if depth < 8:
+                found = self.call('ansible.windows.win_service_info', {'name': svc['name']})
+                for entry in found.get('services') or []:
+                    if str(entry.get('name', '')).lower() != svc['name'].lower():
+                        continue
+                    for dependent in entry.get('dependency_of') or []:
+                        if dependent.lower() not in listed:
+                            listed.add(dependent.lower())
+                            add(dict(name=dependent, timeout=svc.get('timeout'), kill_after=svc.get('kill_after')), depth + 1)
+            ordered.append(svc)
+        for svc in params.get('services') or []:
+            add(dict(svc), 0)
+        return dict(params, services=ordered)
+
+    def _services(self, params):
+        from ansible_collections.clinops.upgrade.plugins.action.service_stop_ordered import WindowsRun  # pylint: disable=import-outside-toplevel
+        shim = _ServiceAction(self, self.with_dependents(self._service_params(params)))
+        result = WindowsRun(shim, self.task_vars).run()
+        if result.get('failed'):
+            raise StepFailed(result.get('msg') or 'service_stop_ordered failed', result)
+        return result
+
+    def _prefs(self, params):
+        from ansible_collections.clinops.upgrade.plugins.action.prefs_migrate import WindowsMigration  # pylint: disable=import-outside-toplevel
+        from ansible_collections.clinops.upgrade.plugins.module_utils.prefs import PrefsError, prefs_argument_spec  # pylint: disable=import-outside-toplevel
+        checked = ArgumentSpecValidator(prefs_argument_spec()).validate(dict((k, v) for k, v in params.items() if v is not None))
+        if checked.error_messages:
+            raise StepFailed('invalid prefs_migrate options, nothing was done: %s' % '; '.join(checked.error_messages))
+        try:
+            migration = WindowsMigration(self.action, checked.validated_parameters, self.task_vars)
+            migration.plan()
+            migration.run()
+        except PrefsError as exc:
+            raise StepFailed('prefs_migrate: %s' % exc) from exc
+        if migration.result.get('failed'):
+            raise StepFailed(migration.result.get('msg') or 'prefs_migrate failed', migration.result)
+        return migration.result
+
+    def run(self, argv, cwd=None, timeout=60.0):
+        out = self.script('run', 'run %s' % argv[0], Argv=[str(a) for a in argv], Chdir=native(cwd or ''),
+                          TimeoutMs=int(timeout * 1000))
+        if out.get('timed_out'):
+            raise StepFailed('%s gave no answer within %.0fs' % (argv[0], timeout))
+        return dict(rc=out.get('rc'), stdout=out.get('stdout') or '', stderr=out.get('stderr') or '')
+
+    def free_space(self, path):
+        return int(self.script('free_space', 'free space of %s' % path, Path=native(path)).get('free') or 0)
+
+    def clock(self):
+        out = self.script('clock', "the host's clock")
+        return dict(utc=out.get('utc'), epoch=float(out.get('epoch') or 0), timezone=out.get('timezone'))
+
+    def journal(self, path, target, run_id):
+        return HostJournal(self, path, target, run_id)

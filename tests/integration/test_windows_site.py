@@ -1,0 +1,219 @@
+"""A whole site upgraded through the Windows implementation of the upgrade engine (issue #12).
+
+No Windows host runs here. The lab's server and two clients are marked as Windows hosts
+(``clinops_upgrade_host_os: windows``), so ``upgrade_cutover``'s action plugin runs the engine on the controller with
+its WindowsHost, and every ``ansible.windows.*`` call it makes is carried out by the test doubles in
+``tests/integration/doubles`` (first in ANSIBLE_COLLECTIONS_PATH): Python modules acting on the lab's folders and its
+supervisor programs, refusing any option the real module does not document. The releases are zips, as on Windows.
+
+First a release whose transaction server does not start: the server's upgrade fails at ``start`` and ``op: rollback``
+puts the old version back (running, answering, its settings and database as before). Then the good release: the
+server and both clients on the new version, the site's settings carried over. What is asserted is read back from the
+lab: VERSION files, supervisord's programs, the transaction server's answers, a C-ECHO, bytes of the settings files,
+the database's rows, the journal on each host.
+
+Not exercised on the Windows path (they need Python on the host, see docs/WINDOWS.md): the ``backup`` and the
+``migrate_*`` steps; the roles (preflight, journal tasks) still refuse Windows hosts.
+"""
+import json
+import os
+import sys
+import tarfile
+import zipfile
+
+import pytest
+import yaml
+
+from harness import COLLECTIONS, run_playbook
+from labtools import Lab
+import build_lab  # noqa: E402  pylint: disable=wrong-import-position,import-error,wrong-import-order
+from ansible_collections.clinops.upgrade.plugins.module_utils import journal as _journal
+
+pynetdicom = pytest.importorskip('pynetdicom')
+from pynetdicom.sop_class import Verification  # noqa: E402  pylint: disable=wrong-import-position,wrong-import-order
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DOUBLES = os.path.join(HERE, 'doubles')
+OLD, NEW = build_lab.OLD_VERSION, build_lab.NEW_VERSION
+PROFILE = yaml.safe_load(open(os.path.join(os.path.dirname(os.path.dirname(HERE)), 'profiles', 'pmod.yml'), encoding='utf-8'))
+
+
+@pytest.fixture(scope='module')
+def site(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('winsite') / 'lab')
+    inventory = build_lab.build(root, clients=2, servers=1, rows=200, quiet=True)
+    lab = Lab(root, inventory)
+    services = os.path.join(root, 'windows-services.json')
+    with open(services, 'w', encoding='utf-8') as handle:
+        json.dump(dict((name, lab.server['upgrade_supervisor_config']) for name in ('pmod-ts', 'pmod-ls', 'pmod-ds')), handle)
+    lab.env = {'ANSIBLE_COLLECTIONS_PATH': DOUBLES + os.pathsep + COLLECTIONS, 'CLINOPS_WIN_DOUBLE_SERVICES': services,
+               'ANSIBLE_PIPELINING': 'true'}  # one round trip per win_* call, as over WinRM
+    zip_release(lab, OLD)
+    yield lab
+    build_lab.teardown(root, quiet=True)
+
+
+def zip_release(lab, version):
+    """The release tarball the lab published, as the zip a Windows vendor ships (same members, same modes)."""
+    base = os.path.join(lab.root, 'releases', 'pmod-%s' % version)
+    with tarfile.open(base + '.tar.gz') as tar, zipfile.ZipFile(base + '.zip', 'w', zipfile.ZIP_DEFLATED) as zipped:
+        for member in tar.getmembers():
+            info = zipfile.ZipInfo(member.name + ('/' if member.isdir() else ''))
+            info.external_attr = (member.mode & 0o777) << 16
+            zipped.writestr(info, b'' if member.isdir() else tar.extractfile(member).read())
+    return base + '.zip'
+
+
+def host_dir(lab, host):
+    return os.path.dirname(os.path.dirname(lab.install(host)))
+
+
+def begin(lab, host, run_id):
+    """Open an attempt in the host's journal (the roles' begin step)."""
+    _journal.Journal(os.path.join(host_dir(lab, host), 'state', 'journal.jsonl'), NEW, run_id).record(
+        'begin', 'ok', data={'from_version': OLD})
+
+
+def journal(lab, host):
+    return _journal.read_entries(os.path.join(host_dir(lab, host), 'state', 'journal.jsonl'))
+
+
+def common(lab, host, run_id, items):
+    inst = lab.install(host)
+    return dict(journal=os.path.join(host_dir(lab, host), 'state', 'journal.jsonl'), run_id=run_id, target=NEW,
+                install_root=inst, artifact=os.path.join(lab.root, 'releases', 'pmod-%s.zip' % NEW),
+                staging_dir=inst + '_staging', top_dir='pmod-%s' % NEW,
+                old_artifact=os.path.join(lab.root, 'releases', 'pmod-%s.zip' % OLD), old_top_dir='pmod-%s' % OLD,
+                defaults_dir='properties', prefs=dict(items=items, backup_dir=os.path.join(host_dir(lab, host), 'backups', run_id)))
+
+
+def server_args(lab, run_id):
+    ports, aet = lab.server['pmod_ports'], lab.server['pmod_dicom_aet']
+    args = common(lab, 'server1', run_id, PROFILE['preferences']['server'])
+    args.update(steps=['stage', 'configure', 'stop', 'swap', 'prefs', 'start', 'verify', 'cleanup'],
+                start_scripts=PROFILE['start_scripts'], start_script_interpreter=sys.executable, product='PMOD',
+                services=[dict(name='pmod-ds', port=ports['dicom'], timeout=30, kill_after=True, backend='supervisor'),
+                          dict(name='pmod-ts', port=ports['ts'], timeout=30, kill_after=True, backend='supervisor'),
+                          dict(name='pmod-ls', port=ports['ls'], timeout=30, kill_after=True, backend='supervisor')],
+                checks=[dict(name='Echo TS', type='command', expect='^OK PMOD-TS {version}',
+                             argv=[sys.executable, 'bin/pmodctl.py', 'echo-ts', '--properties', 'properties/Config.properties']),
+                        dict(name='C-ECHO', type='dicom', host='127.0.0.1', port=ports['dicom'], called_aet=aet)],
+                verify_wait=20)
+    return args
+
+
+def client_args(lab, host, run_id):
+    args = common(lab, host, run_id, PROFILE['preferences']['client'])
+    args.update(steps=['stage', 'swap', 'prefs', 'verify', 'cleanup'],
+                checks=[dict(name='TS reachable', type='tcp', host='127.0.0.1', port=lab.server['pmod_ports']['ts']),
+                        dict(name='Echo TS from the client', type='command', expect='^OK PMOD-TS',
+                             argv=[sys.executable, 'bin/pmodctl.py', 'echo-ts', '--properties', 'properties/Config.properties'])],
+                verify_wait=20)
+    return args
+
+
+def run(lab, hosts_args, tmp_path, name):
+    """One play per group of hosts (the server, then the clients), every host marked Windows; results by host."""
+    inventory = {'all': {'hosts': dict((host, {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable,
+                                               'clinops_upgrade_host_os': 'windows', 'cutover': args})
+                                       for host, args in hosts_args.items())}}
+    path = str(tmp_path / ('%s.yml' % name))
+    with open(path, 'w', encoding='utf-8') as handle:
+        yaml.safe_dump(inventory, handle)
+    play = [{'name': name, 'hosts': 'all', 'gather_facts': False,
+             'tasks': [{'name': 'cutover', 'clinops.upgrade.upgrade_cutover': '{{ cutover }}', 'ignore_errors': True}]}]
+    result = run_playbook(play, inventory=path, env=lab.env)
+    return dict((host, result.result('cutover', host)) for host in hosts_args)
+
+
+def settings(lab):
+    found = {}
+    for host in lab.hosts:
+        folder = os.path.join(lab.install(host), 'properties')
+        for name in sorted(os.listdir(folder)):
+            with open(os.path.join(folder, name), 'rb') as handle:
+                found[(host, name)] = handle.read()
+    return found
+
+
+def c_echo(lab):
+    ae = pynetdicom.AE(ae_title='CLINOPS_TEST')
+    ae.add_requested_context(Verification)
+    assoc = ae.associate('127.0.0.1', lab.server['pmod_ports']['dicom'], ae_title=lab.server['pmod_dicom_aet'])
+    try:
+        return assoc.is_established and assoc.send_c_echo().Status == 0
+    finally:
+        if assoc.is_established:
+            assoc.release()
+
+
+def test_a_release_whose_service_does_not_start_is_rolled_back_on_the_windows_path(site, tmp_path):
+    before_settings, before_rows = settings(site), site.product_rows()
+    old_pids = site.supervisor_pids()
+    # the new transaction server does not even compile: supervisord gives up on it, win_service's start fails
+    files = build_lab.release_files(NEW)
+    data, mode = files['bin/pmod_ts.py']
+    files['bin/pmod_ts.py'] = (data.replace(b'class Handler(', b'class Handler(:'), mode)
+    build_lab.make_release(site.root, NEW, files=files)
+    zip_release(site, NEW)
+    begin(site, 'server1', 'win-bad')
+
+    results = run(site, {'server1': server_args(site, 'win-bad')}, tmp_path, 'upgrade')
+    failed = results['server1']
+    assert failed.get('failed') and failed['failed_step'] == 'start', failed
+    assert failed['host_os'] == 'windows' and 'pmod-ts' in failed['msg']
+    assert [s['step'] for s in failed['steps']] == ['stage', 'configure', 'stop', 'swap', 'prefs', 'start']
+
+    # as the role's rescue calls it: the engine journaled the failed step itself
+    rollback = dict(server_args(site, 'win-bad'), op='rollback', failure=failed['msg'])
+    back = run(site, {'server1': rollback}, tmp_path, 'rollback')['server1']
+    assert not back.get('failed'), back
+    assert back['result'] == 'rolled_back' and 'put back' in back['restored']
+
+    # the old version runs and answers, read back from the lab
+    assert site.version('server1') == OLD
+    assert set(site.supervisor_states().values()) == {'RUNNING'}
+    assert site.supervisor_pids() != old_pids  # really stopped and started again
+    assert site.ctl('echo-ts').startswith('OK PMOD-TS %s' % OLD), site.ctl('echo-ts')
+    assert site.ctl('echo-db').startswith('OK'), site.ctl('echo-db')
+    assert c_echo(site)
+    assert settings(site) == before_settings
+    assert site.product_rows() == before_rows
+    parent = os.path.dirname(site.install('server1'))
+    assert 'PMOD_failed_%s_1' % NEW in os.listdir(parent)
+    last = journal(site, 'server1')[-1]
+    assert last['step'] == 'finish' and last['result'] == 'rolled_back'
+    assert [c for c in site.clients if site.version(c) != OLD] == []
+
+
+def test_the_site_is_upgraded_through_the_windows_host(site, tmp_path):
+    build_lab.make_release(site.root, NEW)  # the good release again
+    zip_release(site, NEW)
+    before_rows = site.product_rows()
+    for host in site.hosts:
+        begin(site, host, 'win-good')
+
+    server = run(site, {'server1': server_args(site, 'win-good')}, tmp_path, 'server')['server1']
+    assert not server.get('failed'), server
+    assert server['host_os'] == 'windows'
+    assert [s['result'] for s in server['steps']] == ['ok'] * 8
+    clients = run(site, dict((c, client_args(site, c, 'win-good')) for c in site.clients), tmp_path, 'clients')
+    for host, result in clients.items():
+        assert not result.get('failed'), (host, result)
+
+    for host in site.hosts:
+        assert site.version(host) == NEW, host
+        entries = [e for e in journal(site, host) if e['run_id'] == 'win-good' and e['result'] == 'ok']
+        assert 'cleanup' in [e['step'] for e in entries]
+        assert not os.path.exists(site.install(host) + '_staging')
+    assert set(site.supervisor_states().values()) == {'RUNNING'}
+    assert site.ctl('echo-ts').startswith('OK PMOD-TS %s' % NEW), site.ctl('echo-ts')
+    assert c_echo(site)
+    for client in site.clients:
+        assert site.ctl('echo-ts', host=client).startswith('OK PMOD-TS %s' % NEW)
+    # the site's customised settings were carried over into the new installations, in their own encoding
+    with open(os.path.join(site.install('server1'), 'properties', 'Config.properties'), 'rb') as handle:
+        config = handle.read().decode('iso-8859-1')
+    assert 'license.seats=25' in config and 'pacs-admin@example.invalid' in config
+    assert 'ts.port=%s' % site.server['pmod_ports']['ts'] in config.replace(' ', '')
+    assert site.product_rows() == before_rows  # no database step runs on the Windows path
