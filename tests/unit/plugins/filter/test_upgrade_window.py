@@ -12,10 +12,10 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.clinops.upgrade.plugins.filter.upgrade_window import FilterModule
-from ansible_collections.clinops.upgrade.plugins.test.upgrade_window_open import TestModule
+from ansible_collections.clinops.upgrade.plugins.test.upgrade_window_open import TestModule as WindowTests
 
 FILTERS = FilterModule().filters()
-TESTS = TestModule().tests()
+TESTS = WindowTests().tests()
 KSAMU = {'forbidden_hours': {'from': '06:00', 'to': '21:00'}, 'forbidden_weekdays': ['sunday']}
 
 
