@@ -231,4 +231,6 @@ def install_client(site, name, index, server, server_vars):
         'ui.language': random.Random(index).choice(['de', 'fr', 'it']), **site.shared[server]})
     labkit.customise(os.path.join(inst, 'properties', 'Dicom.properties'), {
         'dicom.aet': 'PMOD_WS%d' % index, 'dicom.port': server_vars['pmod_ports']['dicom']})
-    return {'upgrade_server': server}
+    # the server's address in the client's own variables: a sliced job's inventory may hold the client without its server
+    return {'upgrade_server': server, 'pmod_server_host': '127.0.0.1', 'pmod_server_ports': server_vars['pmod_ports'],
+            'pmod_server_dicom_aet': server_vars['pmod_dicom_aet']}

@@ -49,7 +49,9 @@ def test_example_inventory_graph_and_vault(site):
     windows = [h for h, v in hostvars.items() if v.get('ansible_connection') == 'winrm']
     assert windows, 'every example has Windows hosts'
     for host in windows:
-        assert hostvars[host]['ansible_password'] == '{{ vault_winrm_password }}'
+        # the AWX job's WinRM credential (environment, awx/configure.yml) first, else the vault
+        assert hostvars[host]['ansible_password'] == "{{ lookup('ansible.builtin.env', 'CLINOPS_WINRM_PASSWORD') or vault_winrm_password }}"
+        assert 'CLINOPS_WINRM_USER' in hostvars[host]['ansible_user']
         assert hostvars[host]['ansible_winrm_server_cert_validation'] == 'validate'
     for base, dummy, files in os.walk(os.path.join(EXAMPLES, site)):
         for name in files:

@@ -14,7 +14,7 @@ def ask(port, command, host='127.0.0.1'):
 def main():
     what = sys.argv[1]
     props = read_properties(arg('--properties'))
-    host = arg('--host', '127.0.0.1')
+    host = arg('--host', props.get('ts.host', '127.0.0.1'))  # a client's Config.properties names its server
     try:
         if what == 'echo-ts':
             answer = ask(props['ts.port'], 'ECHO', host)
