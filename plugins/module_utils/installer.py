@@ -195,6 +195,18 @@ def reinstall_prior(engine):
     return prior
 
 
+class _ProgressNotes:
+    """Journals a job's line each time the progress it shows changes."""
+
+    def __init__(self, engine, name):
+        self.engine, self.name, self.last = engine, name, None
+
+    def __call__(self, line, progress):
+        if progress is not None and progress != self.last:
+            self.last = progress
+            self.engine.journal.record('post_jobs', 'progress', data={}, note=masked_text(self.engine, '%s: %s' % (self.name, line)))
+
+
 def post_jobs(engine):
     """The step ``post_jobs``: each job run and followed; a failure is reported (warning, journal), not rolled back."""
     jobs = engine.p.get('post_jobs') or []
@@ -202,13 +214,7 @@ def post_jobs(engine):
         return None
     done = []
     for job in jobs:
-        last = {}
-
-        def on_line(line, progress, job=job, last=last):
-            if progress is not None and progress != last.get('progress'):
-                last['progress'] = progress
-                engine.journal.record('post_jobs', 'progress', data={}, note=masked_text(engine, '%s: %s' % (job['name'], line)))
-
+        on_line = _ProgressNotes(engine, job['name'])
         argv = substitute(job['argv'], dict(install_root=engine.p['install_root'].rstrip('/'), version=engine.p['target']))
         entry = dict(name=job['name'], result='ok')
         try:

@@ -21,7 +21,7 @@ description:
   - The downtime - V(stop) (drain and stop the services in the vendor's order, as
     M(clinops.upgrade.service_stop_ordered)), V(backup) (as M(clinops.upgrade.db_backup) with O(backup)),
     V(swap) (move the installation aside to C(<install_root><old_suffix>NNNN) and the staged release into its place),
-    V(install) (with O(installer), the installer layout: the vendor's installer run unattended, its log followed into
+    V(install) (with O(installer), the installer layout - the vendor's installer run unattended, its log followed into
     the journal, the result judged from the installed version, the schema version, the database's identity and row
     counts; V(swap) and V(prefs) are then skipped),
     V(prefs) (as M(clinops.upgrade.prefs_migrate) from the old installation into the new one), V(migrate_offline) (as

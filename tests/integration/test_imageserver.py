@@ -273,9 +273,10 @@ def test_full_upgrade_drains_the_queues_first_then_a_rerun_changes_nothing(lab):
     # queues drained (counts falling to 0) before the first stop; the installer after the backup
     assert order.index(('queues', 'ok')) < order.index(('stop', 'started')) < order.index(('backup', 'ok')) \
         < order.index(('install', 'started')) < order.index(('verify', 'ok')) < order.index(('post_jobs', 'started'))
-    counts = [e['message'] for e in entries(journal, 'queues', 'progress')]
-    assert counts[-1].startswith('waiting for the queues: Study Integrity Queue 0, WorkQueue Reconcile entries 0'), counts
-    assert len(counts) >= 3, counts   # seen falling, not only before and after
+    counts = [[int(w.split()[-1]) for w in e['message'].split(': ', 1)[1].split(', ')]
+              for e in entries(journal, 'queues', 'progress') if e['message'].startswith('waiting for the queues')]
+    assert counts[0] == [2, 3] and counts[-1] == [0, 0], counts
+    assert all(b <= a for earlier, later in zip(counts, counts[1:]) for a, b in zip(earlier, later)), counts  # falling
     assert lab.queue_counts() == (0, 0)
     # the installer ran, followed into the journal; the versions
     installer_lines = [e['message'] for e in entries(journal, 'install', 'progress')]

@@ -35,14 +35,14 @@ def run(tmp_path, mode, **kwargs):
 def test_the_log_is_followed_line_by_line_with_the_progress(tmp_path):
     result, seen = run(tmp_path, 'ok', timeout=60)
     assert result['rc'] == 0 and result['ended'] == 'exited' and result['errors'] == []
-    assert [p['percent'] for _, p in seen] == [25, 50, 75, 100]
+    assert [p['percent'] for line, p in seen] == [25, 50, 75, 100]
     assert seen[0][0] == 'Progress 25%: step 1'
     assert result['progress'] == {'percent': 100}
     assert result['output'] == ['done on stdout']
 
 
 def test_error_lines_and_the_exit_code_are_returned(tmp_path):
-    result, _ = run(tmp_path, 'fail', timeout=60)
+    result = run(tmp_path, 'fail', timeout=60)[0]
     assert result['rc'] == 3 and result['errors'] == ['ERROR the schema upgrade failed']
     assert followlog.describe(result, 'the installer') == 'the installer exited with code 3: ERROR the schema upgrade failed'
 
@@ -55,7 +55,7 @@ def test_a_program_that_writes_nothing_for_too_long_is_ended(tmp_path):
 
 
 def test_a_program_that_runs_too_long_is_ended(tmp_path):
-    result, _ = run(tmp_path, 'hang', timeout=2)
+    result = run(tmp_path, 'hang', timeout=2)[0]
     assert result['ended'] == 'timeout'
 
 
