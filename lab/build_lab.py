@@ -9,7 +9,7 @@
 This file is the generic site builder: the lab folder, the inventory, the PostgreSQL cluster, teardown.  Each
 product has its own folder, lab/<product>/, with its stand-in programs, properties and migrations as real files
 and a ``build.py`` that makes its releases and installs its hosts (the interface is in lab/pmod/build.py's
-docstring); only ``pmod`` exists so far.  The shared parts (supervisord, PostgreSQL, Orthanc, .properties) are in
+docstring): ``pmod`` and ``imageserver`` (an installer-driven product on the lab's PostgreSQL).  The shared parts (supervisord, PostgreSQL, Orthanc, .properties) are in
 lab/labkit.py, the process control (start, wait until ready, stop by PID) in lab/procs.py.
 
 What is real and what is a stand-in:
@@ -66,7 +66,7 @@ postgres_state = labkit.postgres_state
 REPO = os.path.dirname(HERE)
 DEFAULT_ROOT = os.environ.get('CLINOPS_LAB', '/tmp/clinops-lab')
 PYTHON = sys.executable
-PRODUCTS = ('pmod',)            # each a folder lab/<product>/ with a build.py (imageserver, conaktiv, ksamu to come)
+PRODUCTS = ('pmod', 'imageserver')   # each a folder lab/<product>/ with a build.py (conaktiv, ksamu to come)
 DB_ENGINES = ('sqlite', 'postgresql')
 DICOM_SERVERS = ('pynetdicom', 'orthanc')
 MARKER = '.clinops-lab'          # written first: teardown deletes only folders that have it (or an inventory)
@@ -91,6 +91,9 @@ def build(root=DEFAULT_ROOT, clients=3, servers=1, rows=3000, quiet=False, db='s
     When the build fails, what it started is stopped again (the folder is kept for its logs).
     """
     builder = product_builder(product)
+    # a product may fix its database engine (ImageServer: PostgreSQL standing in for SQL Server) or have no clients
+    db = getattr(builder, 'DB_ENGINE', None) or db
+    clients = clients if getattr(builder, 'HAS_CLIENTS', True) else 0
     if db not in DB_ENGINES:
         raise ValueError('db must be one of %s, not %r' % (', '.join(DB_ENGINES), db))
     if dicom not in DICOM_SERVERS:

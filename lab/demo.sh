@@ -2,23 +2,27 @@
 # `make demo`: build the lab (unless it already runs), upgrade it from PMOD 4.3.0 to 4.4.0 with
 # playbooks/upgrade.yml, print a summary, and print the JSON report's path as the very last line.
 # A second run finds every host on its target version and reports nothing to do.
-#   LAB=/tmp/clinops-lab  CLIENTS=3   lab/demo.sh [extra ansible-playbook args]
+# `make demo PRODUCT=imageserver`: the same with the ImageServer stand-in (1.3.0 -> 2.0.0, installer-driven).
+#   LAB=/tmp/clinops-lab  CLIENTS=3  PRODUCT=pmod   lab/demo.sh [extra ansible-playbook args]
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(dirname "$HERE")"
-LAB="${LAB:-/tmp/clinops-lab}"
+PRODUCT="${PRODUCT:-pmod}"
+# each product its own default folder, so that the PMOD demo's lab is never taken for another product's
+if [[ "$PRODUCT" == pmod ]]; then LAB="${LAB:-/tmp/clinops-lab}"; else LAB="${LAB:-/tmp/clinops-lab-$PRODUCT}"; fi
 PY="$ROOT/.venv/bin/python"
 export ANSIBLE_CONFIG="$HERE/ansible.cfg"
 export ANSIBLE_COLLECTIONS_PATH="$ROOT/build/collections"
 
 lab_running() {
     local pidfile="$LAB/hosts/server1/supervisor/supervisord.pid"
-    [[ -f "$LAB/inventory/hosts.yml" && -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+    [[ -f "$LAB/inventory/hosts.yml" && -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null \
+        && grep -q "\"upgrade_profile\": \"$PRODUCT\"" "$LAB/inventory/hosts.yml"
 }
 if lab_running; then
     echo "demo: reusing the lab under $LAB (lab/build_lab.py --root $LAB --teardown removes it)" >&2
 else
-    "$PY" "$HERE/build_lab.py" --root "$LAB" --clients "${CLIENTS:-3}" >&2
+    "$PY" "$HERE/build_lab.py" --root "$LAB" --product "$PRODUCT" --clients "${CLIENTS:-3}" >&2
 fi
 RUN_ID="demo-$(date -u +%Y%m%dT%H%M%SZ)"
 LOG="$LAB/reports/$RUN_ID.log"
@@ -46,6 +50,10 @@ if data['nothing_to_do']:
     print('nothing to do: every host already runs its target version')
 for h in data['hosts']:
     extra = ', downtime %.1f s' % float(h['downtime_s']) if h.get('downtime_s') not in (None, '', 'None') else ''
+    for job in h.get('post_jobs') or []:
+        progress = job.get('progress') or {}
+        extra += '; after the start: %s %s%s' % (job['name'], job['result'], ' (%s/%s)' % (progress['done'], progress['total'])
+                                               if 'done' in progress and 'total' in progress else '')
     print('  %-10s %-7s %-12s %s -> %s%s' % (h['host'], h.get('role', ''), h['result'], h.get('from_version', ''), h.get('to_version', ''), extra))
 print('HTML report: %s' % sys.argv[1][:-5] + '.html')
 PYEOF

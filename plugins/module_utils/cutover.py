@@ -19,21 +19,23 @@ import traceback
 
 from ansible.module_utils.common.parameters import remove_values
 from ansible_collections.clinops.upgrade.plugins.module_utils import dicom as _dicom
+from ansible_collections.clinops.upgrade.plugins.module_utils import installer as _installer
 from ansible_collections.clinops.upgrade.plugins.module_utils import journal as _journal
 from ansible_collections.clinops.upgrade.plugins.module_utils import paths as _paths
+from ansible_collections.clinops.upgrade.plugins.module_utils import queues as _queues
 from ansible_collections.clinops.upgrade.plugins.module_utils.service import procs as _services
 from ansible_collections.clinops.upgrade.plugins.module_utils.host import (  # pylint: disable=unused-import
     PosixHost, StepFailed, SubModule, extract, fsync_dir, run_module)
 
-STEPS = ('stage', 'configure', 'migrate_pre', 'stop', 'backup', 'swap', 'prefs', 'migrate_offline', 'start', 'verify',
-         'restart_after_verify', 'migrate_post', 'backup_after', 'cleanup')
-BEFORE_STOP_STEPS = ('stage', 'configure', 'migrate_pre')
-DOWNTIME_STEPS = ('stop', 'backup', 'swap', 'prefs', 'migrate_offline', 'start', 'verify', 'restart_after_verify')
-AFTER_STEPS = ('migrate_post', 'backup_after', 'cleanup')
+STEPS = ('stage', 'configure', 'migrate_pre', 'queues', 'stop', 'backup', 'swap', 'install', 'prefs', 'migrate_offline', 'start',
+         'verify', 'restart_after_verify', 'migrate_post', 'post_jobs', 'backup_after', 'cleanup')
+BEFORE_STOP_STEPS = ('stage', 'configure', 'migrate_pre', 'queues')
+DOWNTIME_STEPS = ('stop', 'backup', 'swap', 'install', 'prefs', 'migrate_offline', 'start', 'verify', 'restart_after_verify')
+AFTER_STEPS = ('migrate_post', 'post_jobs', 'backup_after', 'cleanup')
 # A failure in or after one of these needs the rollback (services stopped or the installation moved).
 ROLLBACK_STEPS = STEPS[STEPS.index('stop'):]
 # The pre-upgrade backup is restored when one of these touched the schema (pre migrations are additive, kept).
-SCHEMA_STEPS = ('migrate_offline', 'migrate_post')
+SCHEMA_STEPS = ('install', 'migrate_offline', 'migrate_post')  # install: a vendor's installer upgrades the schema
 MIGRATE_PHASES = ('pre', 'offline', 'post')
 CHECK_TYPES = ('command', 'tcp', 'dicom')
 SCRIPT_UNSAFE = re.compile(r'["$`\\\n\r\0]')
@@ -128,8 +130,9 @@ def share_login_password(module):
     every password in them from here on (before any of them is checked: a refusal of the input prints them too)."""
     p = module.params
     targets = [p.get('backup'), p.get('backup_after'), p.get('migrate')]
-    if isinstance(p.get('drain'), dict) and isinstance(p['drain'].get('connection'), dict):
-        targets.append(p['drain']['connection'])
+    for key in ('drain', 'queues', 'installer'):
+        if isinstance(p.get(key), dict) and isinstance(p[key].get('connection'), dict):
+            targets.append(p[key]['connection'])
     for options in targets:
         if not isinstance(options, dict):
             continue
@@ -173,6 +176,7 @@ def validate_steps(module, host=None):
         if given:
             errors.append('%s must not set %s: upgrade_cutover sets it' % (key, ', '.join(given)))
     errors.extend(script_problems(p['start_scripts']))
+    errors.extend(_installer.problems(p) + _queues.problems(p.get('queues'), p.get('web_sessions')))
     if p['start_scripts'] and not p['start_script_interpreter'] and 'configure' in p['steps']:
         errors.append('the step configure needs start_script_interpreter for start_scripts')
     uses_services = rollback or 'stop' in p['steps'] or 'start' in p['steps'] or (
@@ -189,7 +193,7 @@ def validate_steps(module, host=None):
         subs.append(('db_backup', restore_params(p['backup']) if rollback else dict(p['backup'], state='present')))
     if p['backup_after'] and not rollback:
         subs.append(('db_backup', dict(p['backup_after'], state='present')))
-    if p['prefs'] and not rollback:
+    if p['prefs'] and p['prefs'].get('items') and not rollback:
         subs.append(('prefs_migrate', dict(p['prefs'], src=p['install_root'], dest=p['install_root'])))
     if p['migrate'] and not rollback:
         subs.append(('schema_update', migrate_params(p['migrate'])))
@@ -285,9 +289,16 @@ class Cutover:
     def do_migrate_pre(self):
         return self.migrate('pre')
 
+    def do_queues(self):
+        return _queues.drain(self)
+
     def do_stop(self):
+        sessions = _queues.open_sessions(self)
         result = self.services('stopped')
-        return dict(previously_running=result.get('previously_running') or [], stop_order=result.get('order') or [])
+        data = dict(previously_running=result.get('previously_running') or [], stop_order=result.get('order') or [])
+        if sessions is not None:
+            data['web_sessions_open'] = sessions
+        return data
 
     def do_backup(self):
         if not self.p['backup']:
@@ -302,6 +313,8 @@ class Cutover:
         return dict(old_dir=self.data.get('old_dir') or next_old_dir(root, self.p['old_suffix'], self.host))
 
     def do_swap(self):
+        if _installer.enabled(self.p):
+            return None  # the installer layout moves nothing aside: the step install runs the vendor's installer
         host, root, staged = self.host, self.p['install_root'], self.staged
         old_dir = self.data.get('old_dir') or ''
         self.refuse_links(('install_root', root), ('the staged release', staged), ('the old folder', old_dir))
@@ -320,8 +333,11 @@ class Cutover:
         host.rename(staged, root)
         return dict(old_dir=old_dir)
 
+    def do_install(self):
+        return _installer.install(self)
+
     def do_prefs(self):
-        if not self.p['prefs']:
+        if not self.p['prefs'] or not self.p['prefs'].get('items') or _installer.enabled(self.p):
             return None
         old_dir = self.data.get('old_dir')
         if not old_dir or not self.host.isdir(old_dir):
@@ -351,6 +367,9 @@ class Cutover:
 
     def do_migrate_post(self):
         return self.migrate('post')
+
+    def do_post_jobs(self):
+        return _installer.post_jobs(self)
 
     def do_backup_after(self):
         if not self.p['backup_after']:
@@ -449,7 +468,7 @@ class Cutover:
         for step in pending:
             started = time.monotonic()
             try:
-                before = self.prepare_swap() if step == 'swap' else {}
+                before = self.prepare_swap() if step == 'swap' and not _installer.enabled(self.p) else {}
                 self.data.update(before)
                 self.journal.record(step, 'started', data=before)
                 data = getattr(self, 'do_' + step)()
@@ -505,6 +524,8 @@ class Cutover:
                 params['backup'] = data['backup_path']
             self.host.run_module('db_backup', params)
             restored_from = data.get('backup_path') or 'the pre-upgrade backup'
+        if _installer.enabled(self.p):
+            self.data['reinstalled_with'] = _installer.reinstall_prior(self)
         if self.p['services']:
             self.host.services('started', self.p['services'], supervisor_config=self.p['supervisor_config'],
                                only=data.get('previously_running'))
@@ -518,7 +539,10 @@ class Cutover:
         if not plan['after_stop']:
             return 'nothing was stopped, the old version kept running'
         from_version = self.data.get('from_version') or 'version'
-        text = ('the old installation %s was put back' if put_back else 'the old installation %s stayed in place') % from_version
+        if self.data.get('reinstalled_with'):
+            text = 'the prior version %s was installed again with %s' % (from_version, self.data['reinstalled_with'])
+        else:
+            text = ('the old installation %s was put back' if put_back else 'the old installation %s stayed in place') % from_version
         if self.p['backup']:
             text += (', the database was restored from %s' % restored_from if restored_from
                      else ', the database was left as it was (its schema was not touched)')

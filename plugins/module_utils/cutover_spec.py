@@ -56,4 +56,21 @@ def argument_spec():
         product=dict(type='str', default=''),
         migrate_command_phase=dict(type='str', choices=list(MIGRATE_PHASES), default='offline'),
         backup_after=dict(type='dict'),
+        installer=dict(type='dict'),
+        queues=dict(type='dict'),
+        web_sessions=dict(type='dict', options=dict(
+            url=dict(type='str', required=True),
+            key=dict(type='str', no_log=False),
+            timeout=dict(type='int', default=5),
+            validate_certs=dict(type='bool', default=True),
+        )),
+        post_jobs=dict(type='list', elements='dict', default=[], options=dict(
+            name=dict(type='str', required=True),
+            argv=dict(type='list', elements='str', required=True),
+            log=dict(type='str'),
+            progress_re=dict(type='str'),
+            error_re=dict(type='str'),
+            timeout=dict(type='int', default=3600),
+            stall_timeout=dict(type='int'),
+        )),
     )

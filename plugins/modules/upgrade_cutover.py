@@ -16,15 +16,20 @@ description:
   - Before the stop - V(stage) (unpack O(artifact) into O(staging_dir), and the old release's pristine preferences),
     V(configure) (write the O(start_scripts) into the staged release, mode 0755, each through a temporary file renamed
     into place), V(migrate_pre) (as M(clinops.upgrade.schema_update) with C(phase=pre), the migrations read from the
-    staged release).
+    staged release), V(queues) (wait until the product's queues are empty, O(queues); fails with the counts left,
+    nothing stopped).
   - The downtime - V(stop) (drain and stop the services in the vendor's order, as
     M(clinops.upgrade.service_stop_ordered)), V(backup) (as M(clinops.upgrade.db_backup) with O(backup)),
     V(swap) (move the installation aside to C(<install_root><old_suffix>NNNN) and the staged release into its place),
+    V(install) (with O(installer), the installer layout - the vendor's installer run unattended, its log followed into
+    the journal, the result judged from the installed version, the schema version, the database's identity and row
+    counts; V(swap) and V(prefs) are then skipped),
     V(prefs) (as M(clinops.upgrade.prefs_migrate) from the old installation into the new one), V(migrate_offline) (as
     M(clinops.upgrade.schema_update) with C(phase=offline)), V(start) (the services that were running, in reverse
     order), V(verify) (the health checks until they pass or O(verify_wait) runs out), V(restart_after_verify) (the
     services O(restart_after_verify) names, restarted).
-  - After the verified start - V(migrate_post) (C(phase=post)), V(backup_after) (as M(clinops.upgrade.db_backup) with
+  - After the verified start - V(migrate_post) (C(phase=post)), V(post_jobs) (O(post_jobs), their progress journaled; a
+    failure is reported as a warning and in the step's data, not rolled back), V(backup_after) (as M(clinops.upgrade.db_backup) with
     O(backup_after)), V(cleanup) (remove O(staging_dir), keep the O(keep_old) newest old installations).
   - A step with nothing to do (its option not given) is journaled as V(skipped).
   - Each step runs the same code as the module it names, in-process, with that module's options validated against
@@ -37,7 +42,8 @@ description:
   - O(op=rollback) reads from the journal which steps were done or begun. When one of them is V(stop) or later, it stops
     what runs of the new version, moves the failed installation aside to
     C(<install_root>_failed_<target>_<attempt>), puts the old installation back, restores the database from the
-    pre-upgrade backup (O(backup)) when V(migrate_offline) or V(migrate_post) touched the schema, starts the services
+    pre-upgrade backup (O(backup)) when V(install), V(migrate_offline) or V(migrate_post) touched the schema (with
+    O(installer), then runs the prior version's installer), starts the services
     that were running and runs the O(checks) against the old version. It removes O(staging_dir), closes the attempt
     (V(rolled_back), or V(failed) when nothing had been stopped) and releases the upgrade lock, and says what it
     restored (RV(restored), RV(message)). It refuses while the lock is held by another run.
@@ -89,9 +95,9 @@ options:
         with a warning.
     type: list
     elements: str
-    choices: [stage, configure, migrate_pre, stop, backup, swap, prefs, migrate_offline, start, verify,
-              restart_after_verify, migrate_post, backup_after, cleanup]
-    default: [stop, backup, swap, prefs, migrate_offline, start, verify, restart_after_verify]
+    choices: [stage, configure, migrate_pre, queues, stop, backup, swap, install, prefs, migrate_offline, start, verify,
+              restart_after_verify, migrate_post, post_jobs, backup_after, cleanup]
+    default: [stop, backup, swap, install, prefs, migrate_offline, start, verify, restart_after_verify]
   op:
     description:
       - V(run) runs the pending O(steps).
@@ -282,6 +288,81 @@ options:
       - Options of M(clinops.upgrade.db_backup) for the V(backup_after) step (C(state=present) is implied). Omitted - the
         step is skipped.
     type: dict
+  installer:
+    description:
+      - The installer layout. Given - the V(install) step runs the vendor's installer instead of V(swap) and V(prefs),
+        and O(op=rollback), after restoring the database, runs the prior version's installer.
+      - C(args) (list, required) the installer's command line; C(rollback_args) (list, default C(args)) the prior
+        installer's; placeholders C({staged}) (the unpacked installer), C({install_root}), C({log}), C({version}),
+        C({artifact}).
+      - C(log) the installer's log file to follow (default C(installer-<kind>-<target>-<attempt>.log) beside
+        O(journal)); C(progress_re), C(error_re) (regular expressions on its lines), C(journal_re) (the lines journaled;
+        default every line), C(timeout) (default 3600) and C(stall_timeout) (seconds without a new line) end it.
+      - C(connection) (the database options of M(clinops.upgrade.db_backup)); C(schema_version_query) and
+        C(schema_version) (default C({version})) judge the schema; C(check_database) (default true) compares the
+        database's identity and every table's row count before and after; C(may_lose_rows) lists the tables that may
+        lose rows (the release notes').
+      - C(prior_artifact), C(prior_top_dir) the prior version's installer archive and its top folder, for the rollback.
+    type: dict
+  queues:
+    description:
+      - For the V(queues) step. C(connection) (the database options), C(wait) (a list of C(name), C(query) - each query
+        counts a queue's entries; all must reach 0), C(advice) (the same, reported only), C(max_wait) (seconds, default
+        3600), C(interval) (seconds between polls, default 2). The counts are journaled as they change.
+    type: dict
+  web_sessions:
+    description:
+      - Before the V(stop) step, ask the web interface how many sessions are open; the number is journaled and returned
+        in the step's data as C(web_sessions_open). No answer is a warning, not a failure.
+    type: dict
+    suboptions:
+      url:
+        description: The status URL (http or https) that answers the number of open sessions.
+        type: str
+        required: true
+      key:
+        description: A dotted path to the number in its JSON answer; omitted - the answer is the number itself.
+        type: str
+      timeout:
+        description: Seconds to wait for the answer.
+        type: int
+        default: 5
+      validate_certs:
+        description: Check the server's certificate (https).
+        type: bool
+        default: true
+  post_jobs:
+    description:
+      - For the V(post_jobs) step, run after the verified start, outside the downtime, each followed while it runs.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: What the job does (the journal and the report name it).
+        type: str
+        required: true
+      argv:
+        description: The command line, run in O(install_root); C({install_root}) and C({version}) are replaced.
+        type: list
+        elements: str
+        required: true
+      log:
+        description: A log file the job writes, followed; omitted - its output is followed.
+        type: str
+      progress_re:
+        description: A regular expression on its lines; named groups C(done) and C(total) give the progress.
+        type: str
+      error_re:
+        description: A regular expression on its lines that marks an error (the job then counts as failed).
+        type: str
+      timeout:
+        description: Seconds the job may run.
+        type: int
+        default: 3600
+      stall_timeout:
+        description: Seconds without a new line after which the job is ended.
+        type: int
 notes:
   - Only the steps still pending are journaled and run; RV(skipped_done) lists the others.
 seealso:

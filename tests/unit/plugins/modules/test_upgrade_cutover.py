@@ -122,12 +122,16 @@ def entries(site):
     return journal.read_entries(site['journal'])
 
 
+# the steps of the installer layout and of the queues and follow-up jobs: nothing to do in these unpack-and-swap tests
+IDLE = ('queues', 'install', 'post_jobs')
+
+
 def test_all_steps_in_order_journaled_with_what_a_rollback_needs(site, fakes):
     result = run(args(site, restart_after_verify=['ls']))
     assert [s['step'] for s in result['steps']] == list(cutover.DOWNTIME_STEPS)
     assert result['changed'] is True
     ended = [(e['step'], e['result']) for e in entries(site) if e['result'] != 'started']
-    assert ended == [('begin', 'ok')] + [(s, 'ok') for s in cutover.DOWNTIME_STEPS]
+    assert ended == [('begin', 'ok')] + [(s, 'skipped' if s in IDLE else 'ok') for s in cutover.DOWNTIME_STEPS]
     data = result['attempt']['data']
     old = os.path.join(os.path.dirname(site['root']), 'PMOD_old0004')
     assert data['old_dir'] == old and data['previously_running'] == ['ds', 'ts']
@@ -154,7 +158,8 @@ def test_a_rerun_skips_the_done_steps_and_uses_their_facts(site, fakes):
     jr.record('stop', 'ok', data=dict(previously_running=['ts']))
     jr.record('backup', 'ok', data=dict(backup_path='/b/pre'))
     result = run(args(site))
-    assert [s['step'] for s in result['steps']] == ['swap', 'prefs', 'migrate_offline', 'start', 'verify', 'restart_after_verify']
+    assert [s['step'] for s in result['steps']] == ['swap', 'install', 'prefs', 'migrate_offline', 'start', 'verify',
+                                                    'restart_after_verify']
     assert result['skipped_done'] == ['stop', 'backup']
     assert fakes['backup'].calls == []
     assert fakes['services'].calls[0]['state'] == 'started' and fakes['services'].calls[0]['only'] == ['ts']
@@ -186,7 +191,7 @@ def test_a_failing_step_is_journaled_and_stops_the_cutover(site, fakes):
     result = run(args(site), FailJson)
     assert result['failed_step'] == 'migrate_offline'
     assert 'boom in schema_update' in result['msg'] and result['step_result']['rc'] == 3
-    assert [s['result'] for s in result['steps']] == ['ok'] * 4 + ['failed']
+    assert [s['result'] for s in result['steps']] == ['ok'] * 3 + ['skipped', 'ok', 'failed']  # install: not this layout
     last = entries(site)[-1]
     assert (last['step'], last['result']) == ('migrate_offline', 'failed') and 'boom' in last['message']
     assert len(fakes['services'].calls) == 1  # nothing was started: the caller rolls back
@@ -243,7 +248,7 @@ def test_without_an_open_attempt_nothing_runs(tmp_path, fakes):
 def test_optional_steps_are_journaled_as_skipped(site, fakes):
     result = run(args(site, backup=None, prefs=None, migrate=None))
     assert [(s['step'], s['result']) for s in result['steps']][1] == ('backup', 'skipped')
-    assert [s['result'] for s in result['steps']].count('skipped') == 4  # restart_after_verify: none listed
+    assert [s['result'] for s in result['steps']].count('skipped') == 5  # restart_after_verify: none listed; install
     assert result['attempt']['done'] == list(cutover.DOWNTIME_STEPS)
 
 
@@ -485,9 +490,9 @@ def every_step(site, **extra):
 
 def test_every_step_of_a_server_in_one_call_journaled_in_order(site, fakes):
     result = run(every_step(site))
-    assert [(s['step'], s['result']) for s in result['steps']] == [(s, 'ok') for s in cutover.STEPS]
+    assert [(s['step'], s['result']) for s in result['steps']] == [(s, 'skipped' if s in IDLE else 'ok') for s in cutover.STEPS]
     ended = [e['step'] for e in entries(site) if e['result'] == 'ok']
-    assert ended == ['begin'] + list(cutover.STEPS)
+    assert ended == ['begin'] + [s for s in cutover.STEPS if s not in IDLE]
     # configure wrote the start script into the staged release, which the swap made the installation
     script = os.path.join(site['root'], 'bin', 'start-ts.sh')
     root = site['root']
@@ -512,7 +517,7 @@ def test_steps_with_nothing_to_do_are_skipped_and_a_vendor_tool_runs_in_its_phas
     result = run(every_step(site, start_scripts=[], backup_after=None, restart_after_verify=[],
                             migrate=dict(engine='sqlite', path='/d', command=['tool']), migrate_command_phase='post'))
     results = dict((s['step'], s['result']) for s in result['steps'])
-    skipped = ['configure', 'migrate_pre', 'migrate_offline', 'restart_after_verify', 'backup_after']
+    skipped = ['configure', 'migrate_pre', 'queues', 'install', 'migrate_offline', 'restart_after_verify', 'post_jobs', 'backup_after']
     assert [k for k, v in results.items() if v == 'skipped'] == skipped
     assert results['migrate_post'] == 'ok' and len(fakes['schema'].calls) == 1
     assert 'phase' not in fakes['schema'].calls[0] or fakes['schema'].calls[0]['phase'] == 'all'
