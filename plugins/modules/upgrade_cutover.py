@@ -81,7 +81,7 @@ options:
         with a warning.
     type: list
     elements: str
-    choices: [stage, configure, migrate_pre, stop, backup, swap, prefs, migrate_offline, start, verify,
+    choices: [stage, configure, migrate_pre, backup_online, users, stop, backup, swap, prefs, migrate_offline, start, verify,
               restart_after_verify, migrate_post, backup_after, cleanup]
     default: [stop, backup, swap, prefs, migrate_offline, start, verify, restart_after_verify]
   op:
@@ -114,6 +114,22 @@ options:
   artifact:
     description: The release archive (tar, tar.gz, tar.bz2, tar.xz or zip) the V(stage) step unpacks.
     type: path
+  artifact_source:
+    description:
+      - Where V(stage) downloads the release from, before anything stops, instead of O(artifact) - the options of
+        M(clinops.upgrade.artifact_fetch) without C(dest) and the credentials (C(url), C(checksum) or C(checksum_url),
+        C(name), C(validate_certs), C(ca_path), C(timeout), C(resume)), validated against its argument spec before the
+        first step.
+      - The release is downloaded into O(staging_dir) (resuming a partial download an earlier run left there), checked by
+        its sha256 and unpacked there. A failed or wrong download fails V(stage), naming the URL and what was wrong;
+        nothing has been stopped then.
+    type: dict
+  artifact_url_username:
+    description: The user for the server of O(artifact_source).
+    type: str
+  artifact_url_password:
+    description: The password for the server of O(artifact_source); never printed, journaled or returned.
+    type: str
   staging_dir:
     description:
       - Folder beside the installation that V(stage) unpacks into (what an interrupted run left there is removed first)
@@ -160,6 +176,51 @@ options:
   drain:
     description: As the O(clinops.upgrade.service_stop_ordered#module:drain) option of M(clinops.upgrade.service_stop_ordered), for the V(stop) step.
     type: dict
+  backup_when:
+    description:
+      - V(offline) takes the O(backup) in the step V(backup), after the stop.
+      - V(online) takes it in the step V(backup_online), before the stop, while the server still runs (ConAktiv's vendor
+        backs up first, then stops); the rollback restores it all the same.
+    type: str
+    choices: [offline, online]
+    default: offline
+  users:
+    description:
+      - The step V(users), before the stop, for products whose server keeps user sessions - show O(users.message) on the
+        server console and in every client session, then wait until nobody is logged on or O(users.max_wait) passed,
+        listing who still is. Not given - V(users) is skipped.
+    type: dict
+    suboptions:
+      list_command:
+        description: The command (argv) that lists the logged-on users, one a line (run in O(install_root)).
+        type: list
+        elements: str
+        required: true
+      message_command:
+        description: The command (argv) that shows a message on the server and every session; an argument containing C({message}) gets the text.
+        type: list
+        elements: str
+      message:
+        description: The text; C({version}) becomes O(target), C({minutes}) the minutes of O(users.max_wait).
+        type: str
+        default: ''
+      max_wait:
+        description: Seconds to wait for the users to log off.
+        type: int
+        default: 900
+      interval:
+        description: Seconds between two looks at who is logged on.
+        type: int
+        default: 5
+      on_timeout:
+        description: V(proceed) stops the server when the wait time passed (the vendor's way); V(fail) ends the run, nothing stopped.
+        type: str
+        choices: [proceed, fail]
+        default: proceed
+      command_timeout:
+        description: Seconds each of the two commands may take.
+        type: int
+        default: 60
   backup:
     description:
       - Options of M(clinops.upgrade.db_backup) for the V(backup) step (C(state=present) is implied). Omitted - the step
@@ -403,6 +464,7 @@ schema_touched:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.clinops.upgrade.plugins.module_utils.cutover import (
     DOWNTIME_STEPS, MIGRATE_PHASES, STEPS, Cutover, StepFailed, check_problems, share_login_password, validate_steps)
+from ansible_collections.clinops.upgrade.plugins.module_utils.sessions import argument_spec as users_argument_spec
 
 
 def main():
@@ -418,6 +480,11 @@ def main():
             install_root=dict(type='path', required=True),
             staged=dict(type='path'),
             artifact=dict(type='path'),
+            artifact_source=dict(type='dict'),
+            artifact_url_username=dict(type='str'),
+            artifact_url_password=dict(type='str', no_log=True),
+            backup_when=dict(type='str', choices=['offline', 'online'], default='offline'),
+            users=dict(type='dict', options=users_argument_spec()),
             staging_dir=dict(type='path'),
             top_dir=dict(type='str'),
             old_artifact=dict(type='path'),
