@@ -2,23 +2,28 @@
 # `make demo`: build the lab (unless it already runs), upgrade it from PMOD 4.3.0 to 4.4.0 with
 # playbooks/upgrade.yml, print a summary, and print the JSON report's path as the very last line.
 # A second run finds every host on its target version and reports nothing to do.
-#   LAB=/tmp/clinops-lab  CLIENTS=3   lab/demo.sh [extra ansible-playbook args]
+# `make demo PRODUCT=conaktiv`: the same with the lab's ConAktiv (9.1.0 -> 9.2.0, the release downloaded from the lab's
+# FTP server, three user sessions told and waited for, 30 s wait time; the e-mail needs an SMTP server:
+# -e upgrade_notify_smtp_host=... -e upgrade_notify_smtp_port=..., else the run warns that it was not sent).
+#   LAB=/tmp/clinops-lab  CLIENTS=3  PRODUCT=pmod   lab/demo.sh [extra ansible-playbook args]
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(dirname "$HERE")"
 LAB="${LAB:-/tmp/clinops-lab}"
+PRODUCT="${PRODUCT:-pmod}"
 PY="$ROOT/.venv/bin/python"
 export ANSIBLE_CONFIG="$HERE/ansible.cfg"
 export ANSIBLE_COLLECTIONS_PATH="$ROOT/build/collections"
 
 lab_running() {
     local pidfile="$LAB/hosts/server1/supervisor/supervisord.pid"
-    [[ -f "$LAB/inventory/hosts.yml" && -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+    [[ -f "$LAB/inventory/hosts.yml" && -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null \
+        && grep -q "\"upgrade_profile\": \"$PRODUCT\"" "$LAB/inventory/hosts.yml"
 }
 if lab_running; then
     echo "demo: reusing the lab under $LAB (lab/build_lab.py --root $LAB --teardown removes it)" >&2
 else
-    "$PY" "$HERE/build_lab.py" --root "$LAB" --clients "${CLIENTS:-3}" >&2
+    "$PY" "$HERE/build_lab.py" --root "$LAB" --product "$PRODUCT" --clients "${CLIENTS:-3}" >&2
 fi
 RUN_ID="demo-$(date -u +%Y%m%dT%H%M%SZ)"
 LOG="$LAB/reports/$RUN_ID.log"

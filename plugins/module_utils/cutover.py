@@ -164,8 +164,8 @@ def validate_steps(module, host=None):
         if p.get(key) and not os.path.isabs(p[key]):
             errors.append('%s must be an absolute path, not %r' % (key, p[key]))
     errors.extend(path_problems(p))
-    if not rollback and 'stage' in p['steps'] and not ((p.get('artifact') or p.get('artifact_source'))
-                                                          and p.get('staging_dir') and p.get('top_dir')):
+    release = p.get('artifact') or p.get('artifact_source')
+    if not rollback and 'stage' in p['steps'] and not (release and p.get('staging_dir') and p.get('top_dir')):
         errors.append('the step stage needs artifact (or artifact_source), staging_dir and top_dir')
     if p.get('artifact_source') and 'dest' in p['artifact_source']:
         errors.append('artifact_source must not set dest: upgrade_cutover downloads into staging_dir')

@@ -26,7 +26,7 @@ def argument_spec():
     return dict(
         list_command=dict(type='list', elements='str', required=True),
         message_command=dict(type='list', elements='str'),
-        message=dict(type='str', default=''),
+        text=dict(type='str', default=''),
         max_wait=dict(type='int', default=900),
         interval=dict(type='int', default=5),
         on_timeout=dict(type='str', default='proceed', choices=list(ON_TIMEOUT)),
@@ -40,8 +40,8 @@ def problems(users):
         errors.append('users.list_command must give the command that lists the logged-on users')
     if users.get('message_command') and not any('{message}' in a for a in users['message_command']):
         errors.append('users.message_command needs an argument containing {message}')
-    if users.get('message') and not users.get('message_command'):
-        errors.append('users.message needs users.message_command, the command that shows it')
+    if users.get('text') and not users.get('message_command'):
+        errors.append('users.text needs users.message_command, the command that shows it')
     for key, low in (('max_wait', 0), ('interval', 1), ('command_timeout', 1)):
         if users.get(key) is not None and users[key] < low:
             errors.append('users.%s must be %d or more' % (key, low))
@@ -65,7 +65,7 @@ def logged_on(host, users, cwd):
 
 def message_text(users, target, seconds_left):
     minutes = int(math.ceil(max(seconds_left, 0) / 60.0))
-    return (users.get('message') or '').replace('{version}', target).replace('{minutes}', str(minutes))
+    return (users.get('text') or '').replace('{version}', target).replace('{minutes}', str(minutes))
 
 
 def tell_and_wait(host, users, target, cwd, warn, clock=time.monotonic, sleep=time.sleep):
@@ -78,7 +78,7 @@ def tell_and_wait(host, users, target, cwd, warn, clock=time.monotonic, sleep=ti
     names = logged_on(host, users, cwd)
     first = list(names)
     messaged = ''
-    if users.get('message_command') and users.get('message'):
+    if users.get('message_command') and users.get('text'):
         # the server console gets it whether or not anybody is logged on (the vendor shows it on the server and the clients)
         messaged = message_text(users, target, users['max_wait'])
         argv = [a.replace('{message}', messaged) for a in users['message_command']]

@@ -13,10 +13,13 @@ version_added: 0.1.0
 description:
   - The only implementation of the steps of an upgrade, for servers and clients. Runs the steps asked for in one module
     call on the host, so that the downtime is the work itself and not a task round trip per step.
-  - Before the stop - V(stage) (unpack O(artifact) into O(staging_dir), and the old release's pristine preferences),
+  - Before the stop - V(stage) (download O(artifact_source) into O(staging_dir) when given, unpack the release
+    there, and the old release's pristine preferences),
     V(configure) (write the O(start_scripts) into the staged release, mode 0755, each through a temporary file renamed
     into place), V(migrate_pre) (as M(clinops.upgrade.schema_update) with C(phase=pre), the migrations read from the
     staged release).
+  - V(backup_online) (the O(backup) taken while the server still runs, with O(backup_when=online)), V(users) (tell the
+    logged-on users, wait for them, as O(users) says), both before the stop.
   - The downtime - V(stop) (drain and stop the services in the vendor's order, as
     M(clinops.upgrade.service_stop_ordered)), V(backup) (as M(clinops.upgrade.db_backup) with O(backup)),
     V(swap) (move the installation aside to C(<install_root><old_suffix>NNNN) and the staged release into its place),
@@ -186,7 +189,7 @@ options:
     default: offline
   users:
     description:
-      - The step V(users), before the stop, for products whose server keeps user sessions - show O(users.message) on the
+      - The step V(users), before the stop, for products whose server keeps user sessions - show O(users.text) on the
         server console and in every client session, then wait until nobody is logged on or O(users.max_wait) passed,
         listing who still is. Not given - V(users) is skipped.
     type: dict
@@ -200,8 +203,8 @@ options:
         description: The command (argv) that shows a message on the server and every session; an argument containing C({message}) gets the text.
         type: list
         elements: str
-      message:
-        description: The text; C({version}) becomes O(target), C({minutes}) the minutes of O(users.max_wait).
+      text:
+        description: The message; C({version}) becomes O(target), C({minutes}) the minutes of O(users.max_wait).
         type: str
         default: ''
       max_wait:
