@@ -158,7 +158,11 @@ class Source:
             return self.fetch_ftp(parts, handle, offset)
         if parts.scheme == 'file':
             with open(urllib.request.url2pathname(parts.path), 'rb') as src:
+                if offset > os.fstat(src.fileno()).st_size:
+                    offset = 0
                 src.seek(offset)
+                handle.seek(offset)
+                handle.truncate()
                 shutil.copyfileobj(src, handle, CHUNK)
             return offset
         return self.fetch_http(url, handle, offset)
