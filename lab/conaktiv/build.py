@@ -12,6 +12,7 @@ server): each is a user session (bin/ca_client.py) under its own supervisord, wr
 import json
 import os
 import random
+import secrets
 import shutil
 import sqlite3
 import string
@@ -69,7 +70,7 @@ def make_releases(root, payload_mb=0):
     """Both releases, and the vendor's FTP server serving them (its PID and port in ROOT/ftp/ftp.json)."""
     made = {version: make_release(root, version, payload_mb=payload_mb) for version in (OLD_VERSION, NEW_VERSION)}
     state_dir = os.path.join(root, 'ftp')
-    password = ''.join(random.SystemRandom().choice(string.ascii_letters + string.digits) for _ in range(20))
+    password = secrets.token_urlsafe(15)
     server = ftp_server.start(os.path.join(root, 'releases'), state_dir, FTP_USER, password)
     with open(os.path.join(state_dir, 'ftp.json'), 'w', encoding='utf-8') as handle:
         json.dump(dict(server, user=FTP_USER, password=password), handle)

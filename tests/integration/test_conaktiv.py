@@ -103,7 +103,7 @@ class Site:
         for item in CARRIED:
             path = os.path.join(root, item)
             paths = [path] if os.path.isfile(path) else sorted(
-                os.path.join(b, f) for b, _, files in os.walk(path) for f in files)
+                os.path.join(b, f) for b, dummy, files in os.walk(path) for f in files)
             for name in paths:
                 with open(name, 'rb') as handle:
                     found[os.path.relpath(name, root)] = (hashlib.sha256(handle.read()).hexdigest(),
@@ -261,7 +261,7 @@ def test_a_download_with_the_wrong_checksum_stops_the_run_before_anything_stops(
     assert sorted(os.listdir(os.path.dirname(site.inst))) == [ca_build.TOP]
     assert site.backups() == {}
     assert site.data() == data and site.carried() == carried
-    assert [e['step'] for e in site.journal() if e['result'] == 'failed'] == ['stage']
+    assert [e['step'] for e in site.journal() if e['result'] == 'failed'] == ['stage', 'finish']
     # the failed run still tells the administrator
     mails = site.mails()
     assert len(mails) == 1 and ADMIN in mails[0]['to']

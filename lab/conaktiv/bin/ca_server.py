@@ -33,7 +33,7 @@ class Handler(socketserver.StreamRequestHandler):
 
     def handle(self):
         line = self.rfile.readline().decode('utf-8').rstrip('\r\n')
-        verb, _, rest = line.partition(' ')
+        verb, dummy, rest = line.partition(' ')
         if verb == 'LOGIN' and rest:
             self.session(rest)
         elif verb == 'ADMIN':
@@ -57,7 +57,7 @@ class Handler(socketserver.StreamRequestHandler):
         console('user %s logged off' % user)
 
     def admin(self, command):
-        verb, _, rest = command.partition(' ')
+        verb, dummy, rest = command.partition(' ')
         if verb == 'WHO':
             with LOCK:
                 users = sorted(SESSIONS.values())
