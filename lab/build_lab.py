@@ -9,7 +9,8 @@
 This file is the generic site builder: the lab folder, the inventory, the PostgreSQL cluster, teardown.  Each
 product has its own folder, lab/<product>/, with its stand-in programs, properties and migrations as real files
 and a ``build.py`` that makes its releases and installs its hosts (the interface is in lab/pmod/build.py's
-docstring): ``pmod`` and ``imageserver`` (an installer-driven product on the lab's PostgreSQL).  The shared parts (supervisord, PostgreSQL, Orthanc, .properties) are in
+docstring): ``pmod`` (the default), ``imageserver`` (an installer-driven product on the lab's PostgreSQL), ``conaktiv`` and
+``ksamu``.  The shared parts (supervisord, PostgreSQL, Orthanc, .properties) are in
 lab/labkit.py, the process control (start, wait until ready, stop by PID) in lab/procs.py.
 
 What is real and what is a stand-in:
@@ -66,7 +67,7 @@ postgres_state = labkit.postgres_state
 REPO = os.path.dirname(HERE)
 DEFAULT_ROOT = os.environ.get('CLINOPS_LAB', '/tmp/clinops-lab')
 PYTHON = sys.executable
-PRODUCTS = ('pmod', 'imageserver')   # each a folder lab/<product>/ with a build.py (conaktiv, ksamu to come)
+PRODUCTS = ('pmod', 'imageserver', 'conaktiv')   # each a folder lab/<product>/ with a build.py
 DB_ENGINES = ('sqlite', 'postgresql')
 DICOM_SERVERS = ('pynetdicom', 'orthanc')
 MARKER = '.clinops-lab'          # written first: teardown deletes only folders that have it (or an inventory)
@@ -146,8 +147,9 @@ def _build(builder, root, clients, servers, rows, db, dicom, payload_mb=0):
         server_hosts[name] = builder.install_server(site, name, index)
     for i in range(1, clients + 1):
         server = server_names[(i - 1) % len(server_names)]
-        inventory['all']['children']['clients']['hosts']['client%d' % i] = builder.install_client(
-            site, 'client%d' % i, i, server, server_hosts[server])
+        client_vars = builder.install_client(site, 'client%d' % i, i, server, server_hosts[server])
+        if client_vars is not None:  # None: not an inventory host (ConAktiv's clients are user sessions)
+            inventory['all']['children']['clients']['hosts']['client%d' % i] = client_vars
     inv_dir = os.path.join(root, 'inventory')
     os.makedirs(inv_dir)
     inv = os.path.join(inv_dir, 'hosts.yml')
@@ -177,6 +179,10 @@ def teardown(root=DEFAULT_ROOT, quiet=False, remove=True):
         _ssh_hosts().disable(root)
     labkit.stop_supervisords(root)
     labkit.stop_postgres(root)       # after the services, which are its clients
+    for product in PRODUCTS:         # what a product's builder started besides (ConAktiv: the vendor's FTP server)
+        builder = product_builder(product)
+        if hasattr(builder, 'teardown'):
+            builder.teardown(root)
     if remove and os.path.isdir(root):
         if not any(os.path.exists(os.path.join(root, p)) for p in (MARKER, 'inventory/hosts.yml')) and os.listdir(root):
             raise SystemExit('%s does not look like a lab folder; not deleting it' % root)

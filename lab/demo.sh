@@ -3,6 +3,9 @@
 # playbooks/upgrade.yml, print a summary, and print the JSON report's path as the very last line.
 # A second run finds every host on its target version and reports nothing to do.
 # `make demo PRODUCT=imageserver`: the same with the ImageServer stand-in (1.3.0 -> 2.0.0, installer-driven).
+# `make demo PRODUCT=conaktiv`: the same with the lab's ConAktiv (9.1.0 -> 9.2.0, the release downloaded from the lab's
+# FTP server, three user sessions told and waited for, 30 s wait time; the e-mail needs an SMTP server:
+# -e upgrade_notify_smtp_host=... -e upgrade_notify_smtp_port=..., else the run warns that it was not sent).
 #   LAB=/tmp/clinops-lab  CLIENTS=3  PRODUCT=pmod   lab/demo.sh [extra ansible-playbook args]
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"

@@ -18,18 +18,20 @@ import time
 import traceback
 
 from ansible.module_utils.common.parameters import remove_values
+from ansible_collections.clinops.upgrade.plugins.module_utils import artifact as _artifact
 from ansible_collections.clinops.upgrade.plugins.module_utils import dicom as _dicom
 from ansible_collections.clinops.upgrade.plugins.module_utils import installer as _installer
 from ansible_collections.clinops.upgrade.plugins.module_utils import journal as _journal
 from ansible_collections.clinops.upgrade.plugins.module_utils import paths as _paths
 from ansible_collections.clinops.upgrade.plugins.module_utils import queues as _queues
+from ansible_collections.clinops.upgrade.plugins.module_utils import sessions as _sessions
 from ansible_collections.clinops.upgrade.plugins.module_utils.service import procs as _services
 from ansible_collections.clinops.upgrade.plugins.module_utils.host import (  # pylint: disable=unused-import
     PosixHost, StepFailed, SubModule, extract, fsync_dir, run_module)
 
-STEPS = ('stage', 'configure', 'migrate_pre', 'queues', 'stop', 'backup', 'swap', 'install', 'prefs', 'migrate_offline', 'start',
-         'verify', 'restart_after_verify', 'migrate_post', 'post_jobs', 'backup_after', 'cleanup')
-BEFORE_STOP_STEPS = ('stage', 'configure', 'migrate_pre', 'queues')
+STEPS = ('stage', 'configure', 'migrate_pre', 'queues', 'backup_online', 'users', 'stop', 'backup', 'swap', 'install', 'prefs',
+         'migrate_offline', 'start', 'verify', 'restart_after_verify', 'migrate_post', 'post_jobs', 'backup_after', 'cleanup')
+BEFORE_STOP_STEPS = ('stage', 'configure', 'migrate_pre', 'queues', 'backup_online', 'users')
 DOWNTIME_STEPS = ('stop', 'backup', 'swap', 'install', 'prefs', 'migrate_offline', 'start', 'verify', 'restart_after_verify')
 AFTER_STEPS = ('migrate_post', 'post_jobs', 'backup_after', 'cleanup')
 # A failure in or after one of these needs the rollback (services stopped or the installation moved).
@@ -129,6 +131,12 @@ def share_login_password(module):
     """Give the module's login_password to the step options that connect to the database without one of their own, and mask
     every password in them from here on (before any of them is checked: a refusal of the input prints them too)."""
     p = module.params
+    if isinstance(p.get('artifact_source'), dict):
+        for key in ('url_username', 'url_password'):
+            if p.get('artifact_' + key) is not None:
+                p['artifact_source'][key] = p['artifact_' + key]
+        if p['artifact_source'].get('url_password') not in (None, ''):
+            module.no_log_values.add(str(p['artifact_source']['url_password']))
     targets = [p.get('backup'), p.get('backup_after'), p.get('migrate')]
     for key in ('drain', 'queues', 'installer'):
         if isinstance(p.get(key), dict) and isinstance(p[key].get('connection'), dict):
@@ -160,8 +168,13 @@ def validate_steps(module, host=None):
         if p.get(key) and not isabs(p[key]):
             errors.append('%s must be an absolute path, not %r' % (key, p[key]))
     errors.extend(path_problems(p))
-    if not rollback and 'stage' in p['steps'] and not (p.get('artifact') and p.get('staging_dir') and p.get('top_dir')):
-        errors.append('the step stage needs artifact, staging_dir and top_dir')
+    release = p.get('artifact') or p.get('artifact_source')
+    if not rollback and 'stage' in p['steps'] and not (release and p.get('staging_dir') and p.get('top_dir')):
+        errors.append('the step stage needs artifact (or artifact_source), staging_dir and top_dir')
+    if p.get('artifact_source') and 'dest' in p['artifact_source']:
+        errors.append('artifact_source must not set dest: upgrade_cutover downloads into staging_dir')
+    if p.get('users') and not rollback:
+        errors.extend(_sessions.problems(p['users']))
     if not rollback and 'cleanup' in p['steps'] and not p.get('staging_dir'):
         errors.append('the step cleanup needs staging_dir')
     if p.get('staging_dir') and os.path.normpath(p['staging_dir']) in (os.path.normpath(p['install_root']), '/'):
@@ -193,6 +206,8 @@ def validate_steps(module, host=None):
         subs.append(('db_backup', restore_params(p['backup']) if rollback else dict(p['backup'], state='present')))
     if p['backup_after'] and not rollback:
         subs.append(('db_backup', dict(p['backup_after'], state='present')))
+    if p.get('artifact_source') and not rollback and p.get('staging_dir'):
+        subs.append(('artifact_fetch', dict(p['artifact_source'], dest=p['staging_dir'])))
     if p['prefs'] and p['prefs'].get('items') and not rollback:
         subs.append(('prefs_migrate', dict(p['prefs'], src=p['install_root'], dest=p['install_root'])))
     if p['migrate'] and not rollback:
@@ -242,21 +257,35 @@ class Cutover:
         if host.islink(os.path.dirname(staging)):
             raise StepFailed('the folder %s holding staging_dir is a symlink (to %s); nothing was unpacked or removed'
                              % (os.path.dirname(staging), host.readlink(os.path.dirname(staging))))
+        source, keep = self.p.get('artifact_source'), ()
+        if source:  # a download (finished or partial) is kept: it is checked by its sha256, and resumed
+            name = _artifact.file_name(source)
+            keep = (name, name + '.part')
         if host.isdir(staging):
-            host.remove_tree(staging)  # what an interrupted staging left behind
+            for entry in host.listdir(staging):  # what an interrupted staging left behind
+                if entry not in keep:
+                    host.remove_tree(os.path.join(staging, entry))
         host.makedirs(os.path.join(staging, 'defaults'), 0o750)
-        if not host.isfile(self.p['artifact']):
-            raise StepFailed('the release %s is missing' % self.p['artifact'])
-        host.unpack(self.p['artifact'], staging)
+        artifact, fetched = self.p.get('artifact'), {}
+        if source:
+            fetched = host.run_module('artifact_fetch', dict(source, dest=staging))
+            artifact = fetched['path']
+        if not host.isfile(artifact):
+            raise StepFailed('the release %s is missing' % artifact)
+        host.unpack(artifact, staging)
         staged = os.path.join(staging, self.p['top_dir'])
         if not host.isdir(staged):
-            raise StepFailed('%s has no folder %s at its top' % (self.p['artifact'], self.p['top_dir']))
+            raise StepFailed('%s has no folder %s at its top' % (artifact, self.p['top_dir']))
         defaults = ''
         old, old_top, defaults_dir = self.p.get('old_artifact'), self.p.get('old_top_dir'), self.p.get('defaults_dir')
         if old and old_top and defaults_dir and host.isfile(old):
             host.unpack(old, os.path.join(staging, 'defaults'), only='%s/%s' % (old_top, defaults_dir.strip('/')))
             defaults = os.path.join(staging, 'defaults', old_top)
-        return dict(staged=staged, defaults=defaults)
+        result = dict(staged=staged, defaults=defaults)
+        if fetched:
+            result.update(downloaded=dict(url=fetched.get('url'), sha256=fetched.get('sha256'), size=fetched.get('size'),
+                                          resumed_from=fetched.get('resumed_from'), changed=fetched.get('changed')))
+        return result
 
     def do_configure(self):
         scripts = self.p['start_scripts']
@@ -292,6 +321,16 @@ class Cutover:
     def do_queues(self):
         return _queues.drain(self)
 
+    def do_backup_online(self):
+        if not self.p['backup'] or self.p['backup_when'] != 'online':
+            return None
+        return self.do_backup(online=True)
+
+    def do_users(self):
+        if not self.p.get('users'):
+            return None
+        return _sessions.tell_and_wait(self.host, self.p['users'], self.p['target'], self.p['install_root'], self.module.warn)
+
     def do_stop(self):
         sessions = _queues.open_sessions(self)
         result = self.services('stopped')
@@ -300,8 +339,8 @@ class Cutover:
             data['web_sessions_open'] = sessions
         return data
 
-    def do_backup(self):
-        if not self.p['backup']:
+    def do_backup(self, online=False):
+        if not self.p['backup'] or (self.p['backup_when'] == 'online') != online:
             return None
         result = self.host.run_module('db_backup', dict(self.p['backup'], state='present'))
         return dict(backup_path=result.get('backup_path') or '')

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from ansible_collections.clinops.upgrade.plugins.module_utils.cutover import MIGRATE_PHASES, STEPS, DOWNTIME_STEPS
+from ansible_collections.clinops.upgrade.plugins.module_utils.sessions import argument_spec as users_argument_spec
 
 
 def argument_spec():
@@ -73,4 +74,9 @@ def argument_spec():
             timeout=dict(type='int', default=3600),
             stall_timeout=dict(type='int'),
         )),
+        artifact_source=dict(type='dict'),
+        artifact_url_username=dict(type='str'),
+        artifact_url_password=dict(type='str', no_log=True),
+        backup_when=dict(type='str', choices=['offline', 'online'], default='offline'),
+        users=dict(type='dict', options=users_argument_spec()),
     )

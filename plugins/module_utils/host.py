@@ -18,7 +18,7 @@ ansible.windows modules) implements the same methods:
 ``remove_tree(path)``           a folder (or file, or link) removed without following links
 ``unpack(archive, dest)``       a release archive unpacked; members that would leave ``dest`` are refused
 ``module(name, params)``        one of the collection's modules (service_stop_ordered, db_backup, prefs_migrate,
-                                schema_update) with its own options, its result returned, its failure raised
+                                schema_update, artifact_fetch) with its own options, its result returned, its failure raised
 ``services(state, ...)``        services stopped/started/restarted in the vendor's order (service_stop_ordered)
 ``run(argv, cwd, timeout)``     a command's exit code and output, or a clear failure when it does not end in time
 ``free_space(path)``            bytes free for an unprivileged user on the file system of ``path``
@@ -38,6 +38,7 @@ import time
 import zipfile
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible_collections.clinops.upgrade.plugins.module_utils import artifact as _artifact
 from ansible_collections.clinops.upgrade.plugins.module_utils.backup import module as _db_backup
 from ansible_collections.clinops.upgrade.plugins.module_utils import paths as _paths
 from ansible_collections.clinops.upgrade.plugins.module_utils.prefs import migration as _prefs
@@ -252,7 +253,7 @@ class PosixHost:
     def util(name):
         """The module_utils (run() and module_kwargs()) of the collection's module ``name``."""
         return {'service_stop_ordered': _services, 'db_backup': _db_backup, 'prefs_migrate': _prefs,
-                'schema_update': _schema_update}[name]
+                'schema_update': _schema_update, 'artifact_fetch': _artifact}[name]
 
     def module_kwargs(self, name):
         return self.util(name).module_kwargs()

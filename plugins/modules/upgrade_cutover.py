@@ -13,11 +13,14 @@ version_added: 0.1.0
 description:
   - The only implementation of the steps of an upgrade, for servers and clients. Runs the steps asked for in one module
     call on the host, so that the downtime is the work itself and not a task round trip per step.
-  - Before the stop - V(stage) (unpack O(artifact) into O(staging_dir), and the old release's pristine preferences),
+  - Before the stop - V(stage) (download O(artifact_source) into O(staging_dir) when given, unpack the release
+    there, and the old release's pristine preferences),
     V(configure) (write the O(start_scripts) into the staged release, mode 0755, each through a temporary file renamed
     into place), V(migrate_pre) (as M(clinops.upgrade.schema_update) with C(phase=pre), the migrations read from the
     staged release), V(queues) (wait until the product's queues are empty, O(queues); fails with the counts left,
     nothing stopped).
+  - V(backup_online) (the O(backup) taken while the server still runs, with O(backup_when=online)), V(users) (tell the
+    logged-on users, wait for them, as O(users) says), both before the stop.
   - The downtime - V(stop) (drain and stop the services in the vendor's order, as
     M(clinops.upgrade.service_stop_ordered)), V(backup) (as M(clinops.upgrade.db_backup) with O(backup)),
     V(swap) (move the installation aside to C(<install_root><old_suffix>NNNN) and the staged release into its place),
@@ -95,8 +98,8 @@ options:
         with a warning.
     type: list
     elements: str
-    choices: [stage, configure, migrate_pre, queues, stop, backup, swap, install, prefs, migrate_offline, start, verify,
-              restart_after_verify, migrate_post, post_jobs, backup_after, cleanup]
+    choices: [stage, configure, migrate_pre, queues, backup_online, users, stop, backup, swap, install, prefs,
+              migrate_offline, start, verify, restart_after_verify, migrate_post, post_jobs, backup_after, cleanup]
     default: [stop, backup, swap, install, prefs, migrate_offline, start, verify, restart_after_verify]
   op:
     description:
@@ -128,6 +131,22 @@ options:
   artifact:
     description: The release archive (tar, tar.gz, tar.bz2, tar.xz or zip) the V(stage) step unpacks.
     type: path
+  artifact_source:
+    description:
+      - Where V(stage) downloads the release from, before anything stops, instead of O(artifact) - the options of
+        M(clinops.upgrade.artifact_fetch) without C(dest) and the credentials (C(url), C(checksum) or C(checksum_url),
+        C(name), C(validate_certs), C(ca_path), C(timeout), C(resume)), validated against its argument spec before the
+        first step.
+      - The release is downloaded into O(staging_dir) (resuming a partial download an earlier run left there), checked by
+        its sha256 and unpacked there. A failed or wrong download fails V(stage), naming the URL and what was wrong;
+        nothing has been stopped then.
+    type: dict
+  artifact_url_username:
+    description: The user for the server of O(artifact_source).
+    type: str
+  artifact_url_password:
+    description: The password for the server of O(artifact_source); never printed, journaled or returned.
+    type: str
   staging_dir:
     description:
       - Folder beside the installation that V(stage) unpacks into (what an interrupted run left there is removed first)
@@ -174,6 +193,51 @@ options:
   drain:
     description: As the O(clinops.upgrade.service_stop_ordered#module:drain) option of M(clinops.upgrade.service_stop_ordered), for the V(stop) step.
     type: dict
+  backup_when:
+    description:
+      - V(offline) takes the O(backup) in the step V(backup), after the stop.
+      - V(online) takes it in the step V(backup_online), before the stop, while the server still runs (ConAktiv's vendor
+        backs up first, then stops); the rollback restores it all the same.
+    type: str
+    choices: [offline, online]
+    default: offline
+  users:
+    description:
+      - The step V(users), before the stop, for products whose server keeps user sessions - show O(users.text) on the
+        server console and in every client session, then wait until nobody is logged on or O(users.max_wait) passed,
+        listing who still is. Not given - V(users) is skipped.
+    type: dict
+    suboptions:
+      list_command:
+        description: The command (argv) that lists the logged-on users, one a line (run in O(install_root)).
+        type: list
+        elements: str
+        required: true
+      message_command:
+        description: The command (argv) that shows a message on the server and every session; an argument containing C({message}) gets the text.
+        type: list
+        elements: str
+      text:
+        description: The message; C({version}) becomes O(target), C({minutes}) the minutes of O(users.max_wait).
+        type: str
+        default: ''
+      max_wait:
+        description: Seconds to wait for the users to log off.
+        type: int
+        default: 900
+      interval:
+        description: Seconds between two looks at who is logged on.
+        type: int
+        default: 5
+      on_timeout:
+        description: V(proceed) stops the server when the wait time passed (the vendor's way); V(fail) ends the run, nothing stopped.
+        type: str
+        choices: [proceed, fail]
+        default: proceed
+      command_timeout:
+        description: Seconds each of the two commands may take.
+        type: int
+        default: 60
   backup:
     description:
       - Options of M(clinops.upgrade.db_backup) for the V(backup) step (C(state=present) is implied). Omitted - the step
