@@ -127,8 +127,9 @@ def make_database(dsn, password, rows):
 # ---------------------------------------------------------------- hosts
 
 def inventory_vars(root):
+    # the lab upgrades at any time (the profile's window is 21:00-06:00, as the vendor's scheduled task)
     return {'upgrade_install_root': '{{ upgrade_lab_hosts }}/{{ inventory_hostname }}/opt/KSAMU',
-            'upgrade_release_source': os.path.join(root, 'releases')}
+            'upgrade_release_source': os.path.join(root, 'releases'), 'upgrade_window': {}}
 
 
 def _install(site, base):
