@@ -39,8 +39,10 @@ integration: setup
 	$(PY) -m pytest -p no:cacheprovider -m serial tests/integration $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 ## demo: build the lab (a whole site on this machine) and upgrade it; the last line is the JSON report's path.
+## PRODUCT=ksamu: the KSAMU lab on Firebird, a major update with its warning countdown shortened.
+PRODUCT ?= pmod
 demo: setup
-	bash lab/demo.sh
+	PRODUCT=$(PRODUCT) bash lab/demo.sh
 
 molecule: setup
 	cd extensions && molecule test -s default
