@@ -109,6 +109,6 @@ def run_following(host, argv, log_path, progress_re, error_re, stall_timeout, ti
         raise StepFailed('%s %s; the last lines of its log:\n%s' % (argv[0], why, last))
     if errors or proc.returncode != 0:
         what = 'reported an error' if errors else 'ended with exit code %s' % proc.returncode
-        raise StepFailed('%s %s; the last lines of its log:\n%s%s' % (' '.join(str(a) for a in argv[:2]), what, last,
-                                                             ('\nits output: ' + out[-500:]) if out else ''))
+        output_tail = ('\nits output: ' + out[-500:]) if out else ''
+        raise StepFailed('%s %s; the last lines of its log:\n%s%s' % (' '.join(str(a) for a in argv[:2]), what, last, output_tail))
     return dict(rc=proc.returncode, progress=progress, tail=list(tail), seconds=round(time.monotonic() - started, 3))

@@ -217,7 +217,7 @@ class Flow:
         said = []
         for left in points:
             time.sleep(max(0.0, start + (minutes - left) * scale - time.monotonic()))
-            text = self.say(warning.get('message') or 'Update to {version}: the database is locked in {minutes} min.', minutes=left)
+            text = self.say(warning.get('text') or 'Update to {version}: the database is locked in {minutes} min.', minutes=left)
             said.append(dict(minutes=left, at=self.cut.host.clock()['utc'], message=text))
         time.sleep(max(0.0, start + minutes * scale - time.monotonic()))
         return dict(warned=said, warning_minutes=minutes, warning_seconds_per_minute=scale)

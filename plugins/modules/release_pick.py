@@ -12,8 +12,8 @@ short_description: Pick the release to install from a release source's channel (
 version_added: 0.1.0
 description:
   - Reads the listing of a release source - a folder on the host, or an C(https://) or C(file://) URL - that says which
-    releases each channel holds, as JSON C({"channels": {"stable": [{"version": "6.0.51.22966", "file":
-    "ksamu-6.0.51.22966.tar.gz"}], "test": [...]}}).
+    releases each channel holds, as JSON with the key C(channels) - for each channel name a list of objects with
+    C(version) and C(file) (the release's file name in the source).
   - Returns the newest release of O(channel) (versions compared block by block, as numbers), or O(version) when one
     is asked for - it must be on that channel.
   - A release of the V(test) channel is only picked by a run started by hand (O(by_hand=true)); a scheduled run is

@@ -290,7 +290,7 @@ options:
       kind:
         description:
           - V(major) or V(minor). Omitted - decided from O(flow.from_version) (or the attempt's C(from_version)) and
-            O(target): V(major) when one of the first O(flow.major_blocks) blocks differs.
+            O(target), V(major) when one of the first O(flow.major_blocks) blocks differs.
         type: str
         choices: [major, minor]
       from_version:
@@ -355,7 +355,7 @@ options:
             description: Seconds of one countdown minute (60; less only to shorten a test or a demo).
             type: float
             default: 60
-          message:
+          text:
             description: The warning; C({minutes}) is the time left.
             type: str
             default: 'Update to {version}: the database is locked in {minutes} min.'
@@ -604,7 +604,7 @@ def main():
                     minutes=dict(type='int', default=8),
                     points=dict(type='list', elements='int', default=[5, 2, 1]),
                     seconds_per_minute=dict(type='float', default=60),
-                    message=dict(type='str', default='Update to {version}: the database is locked in {minutes} min.'))),
+                    text=dict(type='str', default='Update to {version}: the database is locked in {minutes} min.'))),
                 lock=dict(type='dict', options=dict(
                     lock=dict(type='list', elements='str'),
                     unlock=dict(type='list', elements='str'))),

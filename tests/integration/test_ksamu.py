@@ -19,7 +19,7 @@ import pytest
 
 from labtools import ENV, PLAYBOOK  # noqa: E402  pylint: disable=wrong-import-position
 import build_lab  # noqa: E402  pylint: disable=wrong-import-position,import-error
-from harness import run_playbook  # noqa: E402  pylint: disable=wrong-import-position
+from harness import run_playbook, run_task  # noqa: E402  pylint: disable=wrong-import-position
 from ksamu import build as ks_build  # noqa: E402  pylint: disable=wrong-import-position,import-error
 
 OLD, MINOR, MAJOR, TEST_ONLY = ks_build.OLD_VERSION, ks_build.MINOR_VERSION, ks_build.NEW_VERSION, ks_build.TEST_VERSION
@@ -39,7 +39,7 @@ class KsamuLab:
             self.inv = json.load(handle)
         self.server = self.inv['all']['children']['servers']['hosts']['server1']
         self.clients = self.inv['all']['children']['clients']['hosts']
-        self.users = sorted(c['ksamu_user'] for c in self.clients.values())
+        self.users = list(ks_build.USERS)     # every user logs on (the clients' and others)
         self.base = os.path.join(root, 'hosts', 'server1')
 
     def install(self, host='server1'):
@@ -136,7 +136,7 @@ class Worker(threading.Thread):
 @pytest.fixture(scope='module')
 def ksamu(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('ksamu') / 'lab')
-    inventory = build_lab.build(root, clients=2, servers=1, rows=300, quiet=True, product='ksamu')
+    inventory = build_lab.build(root, clients=1, servers=1, rows=300, quiet=True, product='ksamu')
     yield KsamuLab(root, inventory)
     build_lab.teardown(root, quiet=True)
 
@@ -157,19 +157,22 @@ def assert_tasks_stopped_first_and_started_again(lab, journal):
     assert not [line for line in lab.admin('tasks', 'list') if 'stopped' in line]
 
 
-def test_a_test_release_is_refused_on_a_scheduled_run_and_planned_by_hand(lab):
+def test_a_test_release_is_refused_on_a_scheduled_run(lab):
     result = lab.run(upgrade_release_channel='test')
     assert result.rc != 0
     assert 'only by a run started by hand' in result.stdout
     assert lab.version() == OLD
     journal = os.path.join(lab.base, 'state', 'journal.jsonl')
     assert not os.path.exists(journal) or os.path.getsize(journal) == 0              # nothing was begun
+    assert lab.threads_stopped() is False
 
-    result = lab.run(check=True, upgrade_release_channel='test', upgrade_by_hand=True)
-    assert result.rc == 0, result
-    plan = lab.report()['server1']
-    assert plan['result'] == 'planned' and plan['to_version'] == TEST_ONLY and plan['channel'] == 'test'
-    assert plan['kind'] == 'major' and lab.version() == OLD
+    source = os.path.join(lab.root, 'releases')
+    scheduled = run_task('clinops.upgrade.release_pick', {'source': source, 'channel': 'test'})
+    assert scheduled['failed'] and 'only by a run started by hand' in scheduled['msg']
+    by_hand = run_task('clinops.upgrade.release_pick', {'source': source, 'channel': 'test', 'by_hand': True})
+    assert not by_hand.get('failed') and (by_hand['version'], by_hand['channel']) == (TEST_ONLY, 'test')
+    stable = run_task('clinops.upgrade.release_pick', {'source': source})
+    assert (stable['version'], stable['file']) == (MAJOR, 'ksamu-%s.tar.gz' % MAJOR)
 
 
 def test_minor_update_no_lock_users_keep_working_clients_update_at_next_login(lab):

@@ -17,6 +17,7 @@ blocks the others while it runs, as some of KSAMU's tasks do). Each run is a row
 """
 import json
 import os
+import signal
 import socketserver
 import sys
 import threading
@@ -149,6 +150,12 @@ class Server:
 def main():
     config_path = sys.argv[sys.argv.index('--config') + 1]
     server = Server(config_path)
+    try:
+        server.locked()              # loads the Firebird client library, which installs its own signal handlers
+    except Exception as exc:  # pylint: disable=broad-except
+        print('%s the database does not answer yet: %s' % (common.now(), exc), flush=True)
+    # a stop (SIGTERM from supervisord) ends the server at once, whatever the client library set up
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     for name, period, length, blocking in TASKS:
         threading.Thread(target=server.task_loop, args=(name, period, length, blocking), daemon=True).start()
 

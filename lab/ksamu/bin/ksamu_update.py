@@ -40,6 +40,7 @@ def main(argv):
     install = common.INSTALL
     release = common.release_version(install)
     log = open(log_path, 'a', encoding='utf-8')  # pylint: disable=consider-using-with
+    conn = None
 
     def say(level, text):
         log.write('%s %s %s\n' % (common.now(), level, text))
@@ -75,6 +76,12 @@ def main(argv):
         return 0
     except Exception as exc:  # pylint: disable=broad-except
         say('ERROR', 'the update to %s failed: %s' % (release, ' '.join(str(exc).split())))
+        if conn is not None:
+            try:
+                conn.rollback()
+                conn.close()
+            except Exception:  # pylint: disable=broad-except
+                pass
         return 1
     finally:
         log.close()
