@@ -41,6 +41,7 @@ integration: setup
 ## demo: build the lab (a whole site on this machine) and upgrade it; the last line is the JSON report's path.
 ## PRODUCT=imageserver: the ImageServer stand-in instead of PMOD (its own folder, /tmp/clinops-lab-imageserver).
 ## PRODUCT=conaktiv: the ConAktiv lab instead of PMOD's (the default).
+## PRODUCT=ksamu: the KSAMU lab on Firebird, a major update with its warning countdown shortened.
 PRODUCT ?= pmod
 demo: setup
 	PRODUCT=$(PRODUCT) bash lab/demo.sh

@@ -9,8 +9,8 @@
 This file is the generic site builder: the lab folder, the inventory, the PostgreSQL cluster, teardown.  Each
 product has its own folder, lab/<product>/, with its stand-in programs, properties and migrations as real files
 and a ``build.py`` that makes its releases and installs its hosts (the interface is in lab/pmod/build.py's
-docstring): ``pmod`` (the default), ``imageserver`` (an installer-driven product on the lab's PostgreSQL), ``conaktiv`` and
-``ksamu``.  The shared parts (supervisord, PostgreSQL, Orthanc, .properties) are in
+docstring): ``pmod`` (the default), ``imageserver`` (an installer-driven product on the lab's PostgreSQL), ``conaktiv``
+and ``ksamu`` (on a real Firebird 3.0, run by the server host's supervisord).  The shared parts (supervisord, PostgreSQL, Orthanc, .properties) are in
 lab/labkit.py, the process control (start, wait until ready, stop by PID) in lab/procs.py.
 
 What is real and what is a stand-in:
@@ -67,7 +67,7 @@ postgres_state = labkit.postgres_state
 REPO = os.path.dirname(HERE)
 DEFAULT_ROOT = os.environ.get('CLINOPS_LAB', '/tmp/clinops-lab')
 PYTHON = sys.executable
-PRODUCTS = ('pmod', 'imageserver', 'conaktiv')   # each a folder lab/<product>/ with a build.py
+PRODUCTS = ('pmod', 'imageserver', 'conaktiv', 'ksamu')   # each a folder lab/<product>/ with a build.py
 DB_ENGINES = ('sqlite', 'postgresql')
 DICOM_SERVERS = ('pynetdicom', 'orthanc')
 MARKER = '.clinops-lab'          # written first: teardown deletes only folders that have it (or an inventory)

@@ -24,20 +24,24 @@ from ansible_collections.clinops.upgrade.plugins.module_utils import installer a
 from ansible_collections.clinops.upgrade.plugins.module_utils import journal as _journal
 from ansible_collections.clinops.upgrade.plugins.module_utils import paths as _paths
 from ansible_collections.clinops.upgrade.plugins.module_utils import queues as _queues
+from ansible_collections.clinops.upgrade.plugins.module_utils import release_flow as _flow
 from ansible_collections.clinops.upgrade.plugins.module_utils import sessions as _sessions
 from ansible_collections.clinops.upgrade.plugins.module_utils.service import procs as _services
 from ansible_collections.clinops.upgrade.plugins.module_utils.host import (  # pylint: disable=unused-import
     PosixHost, StepFailed, SubModule, extract, fsync_dir, run_module)
 
-STEPS = ('stage', 'configure', 'migrate_pre', 'queues', 'backup_online', 'users', 'stop', 'backup', 'swap', 'install', 'prefs',
-         'migrate_offline', 'start', 'verify', 'restart_after_verify', 'migrate_post', 'post_jobs', 'backup_after', 'cleanup')
+# tasks_stop, warn, lock, update, unlock, relogin and tasks_start are a product's own flow (option flow,
+# release_flow.py): skipped without it.
+STEPS = ('tasks_stop', 'stage', 'configure', 'migrate_pre', 'queues', 'backup_online', 'users', 'warn', 'lock', 'stop', 'backup',
+         'swap', 'install', 'prefs', 'migrate_offline', 'update', 'start', 'unlock', 'verify', 'restart_after_verify', 'relogin',
+         'migrate_post', 'post_jobs', 'backup_after', 'cleanup', 'tasks_start')
 BEFORE_STOP_STEPS = ('stage', 'configure', 'migrate_pre', 'queues', 'backup_online', 'users')
 DOWNTIME_STEPS = ('stop', 'backup', 'swap', 'install', 'prefs', 'migrate_offline', 'start', 'verify', 'restart_after_verify')
 AFTER_STEPS = ('migrate_post', 'post_jobs', 'backup_after', 'cleanup')
 # A failure in or after one of these needs the rollback (services stopped or the installation moved).
 ROLLBACK_STEPS = STEPS[STEPS.index('stop'):]
 # The pre-upgrade backup is restored when one of these touched the schema (pre migrations are additive, kept).
-SCHEMA_STEPS = ('install', 'migrate_offline', 'migrate_post')  # install: a vendor's installer upgrades the schema
+SCHEMA_STEPS = ('install', 'migrate_offline', 'update', 'migrate_post')  # install: a vendor's installer upgrades the schema
 MIGRATE_PHASES = ('pre', 'offline', 'post')
 CHECK_TYPES = ('command', 'tcp', 'dicom')
 SCRIPT_UNSAFE = re.compile(r'["$`\\\n\r\0]')
@@ -190,6 +194,7 @@ def validate_steps(module, host=None):
             errors.append('%s must not set %s: upgrade_cutover sets it' % (key, ', '.join(given)))
     errors.extend(script_problems(p['start_scripts']))
     errors.extend(_installer.problems(p) + _queues.problems(p.get('queues'), p.get('web_sessions')))
+    errors.extend(_flow.flow_problems(p.get('flow')))
     if p['start_scripts'] and not p['start_script_interpreter'] and 'configure' in p['steps']:
         errors.append('the step configure needs start_script_interpreter for start_scripts')
     uses_services = rollback or 'stop' in p['steps'] or 'start' in p['steps'] or (
@@ -233,6 +238,7 @@ class Cutover:
         self.data = dict(self.journal.attempt['data'])
         self.steps = []
         self.expect_version = self.p['target']
+        self.flow = _flow.Flow(self)
 
     # -- the steps ------------------------------------------------------------------------------------------------
     def services(self, state, only=None):
@@ -510,7 +516,7 @@ class Cutover:
                 before = self.prepare_swap() if step == 'swap' and not _installer.enabled(self.p) else {}
                 self.data.update(before)
                 self.journal.record(step, 'started', data=before)
-                data = getattr(self, 'do_' + step)()
+                data = None if self.flow.skips(step) else (getattr(self, 'do_' + step, None) or getattr(self.flow, 'do_' + step))()
             except StepFailed as exc:
                 self.fail(step, started, exc.msg, exc.result, result)
             except Exception as exc:  # pylint: disable=broad-except
@@ -539,7 +545,7 @@ class Cutover:
         skipped = [e['step'] for e in attempt['entries'] if e.get('result') == 'skipped']  # nothing done, nothing touched
         touched = set([s for s in attempt['done'] if s not in skipped] + attempt['started_steps'] + failed
                       + ([failed_step] if failed_step else []))
-        return dict(after_stop=bool(touched & set(ROLLBACK_STEPS)), schema_touched=bool(touched & set(SCHEMA_STEPS)))
+        return dict(after_stop=bool(touched & set(ROLLBACK_STEPS)), schema_touched=bool(touched & set(SCHEMA_STEPS)), touched=touched)
 
     def restore(self, schema_touched):
         """Stop what runs of the new version, put the old installation back, restore the database when its schema was
@@ -619,11 +625,17 @@ class Cutover:
         except Exception as exc:  # pylint: disable=broad-except
             why = exc.msg if isinstance(exc, StepFailed) else '%s: %s' % (type(exc).__name__, exc)
             note = '%s; the rollback failed too: %s' % (failure, why[:500])
+            if self.flow.active:  # the background tasks start again and the database is unlocked even so
+                flow_done, flow_problems = self.flow.after_rollback(plan['touched'], restored_from)
+                note += ''.join('; ' + text for text in flow_done + ['but ' + problem for problem in flow_problems])
             self.journal.record('finish', 'failed', note=masked(self.module, note)[:2000])
             self.journal.release_lock()
             module.fail_json(msg='%s; the host needs a person, see %s' % (note, p['journal']), attempt=self.journal.attempt,
                              **dict(result, result='failed'))
         restored = self.restored_message(plan, put_back, restored_from)
+        if self.flow.active:  # whatever happened: unlock, tell the users, start the background tasks again
+            flow_done, flow_problems = self.flow.after_rollback(plan['touched'], restored_from)
+            restored += ''.join('; ' + text for text in flow_done + ['but ' + problem for problem in flow_problems])
         message = '%s; %s' % (failure, restored)
         self.journal.record('finish', result['result'], note=masked(self.module, message)[:2000])
         self.journal.release_lock()

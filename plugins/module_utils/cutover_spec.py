@@ -79,4 +79,35 @@ def argument_spec():
         artifact_url_password=dict(type='str', no_log=True),
         backup_when=dict(type='str', choices=['offline', 'online'], default='offline'),
         users=dict(type='dict', options=users_argument_spec()),
+        flow=dict(type='dict', options=dict(
+            kind=dict(type='str', choices=['major', 'minor']),
+            from_version=dict(type='str'),
+            major_blocks=dict(type='int', default=3),
+            major_only_offline=dict(type='bool', default=False),
+            command_timeout=dict(type='int', default=60),
+            tasks=dict(type='dict', options=dict(
+                list=dict(type='list', elements='str'),
+                stop=dict(type='list', elements='str'),
+                start=dict(type='list', elements='str'),
+                running=dict(type='str', default=r'\brunning\b'),
+                timeout=dict(type='int', default=600))),
+            warning=dict(type='dict', options=dict(
+                argv=dict(type='list', elements='str'),
+                minutes=dict(type='int', default=8),
+                points=dict(type='list', elements='int', default=[5, 2, 1]),
+                seconds_per_minute=dict(type='float', default=60),
+                text=dict(type='str', default='Update to {version}: the database is locked in {minutes} min.'))),
+            lock=dict(type='dict', options=dict(
+                lock=dict(type='list', elements='str'),
+                unlock=dict(type='list', elements='str'))),
+            updater=dict(type='dict', options=dict(
+                argv=dict(type='list', elements='str'),
+                log=dict(type='str'),
+                progress=dict(type='str', default=r'\bINFO\b'),
+                error=dict(type='str', default=r'\bERROR\b'),
+                stall_timeout=dict(type='int', default=300),
+                timeout=dict(type='int', default=3600))),
+            relogin_message=dict(type='str'),
+            failed_message=dict(type='str'),
+        )),
     )

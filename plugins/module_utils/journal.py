@@ -67,6 +67,16 @@ def attempt_state(entries, target):
         first, last = parse_iso(stop[0]['started']), parse_iso(verify[-1]['ended'])
         if first and last:
             state['downtime_s'] = round((last - first).total_seconds(), 3)
+    # a product that locks its database for the update (upgrade_cutover's flow): the downtime is lock to unlock; a
+    # minor update that neither stopped nor locked anything had none
+    lock = [e for e in current if e.get('step') == 'lock' and e.get('result') == 'ok' and e.get('started')]
+    unlock = [e for e in current if e.get('step') == 'unlock' and e.get('result') == 'ok' and e.get('ended')]
+    if lock and unlock:
+        first, last = parse_iso(lock[0]['started']), parse_iso(unlock[-1]['ended'])
+        if first and last:
+            state['downtime_s'] = round((last - first).total_seconds(), 3)
+    elif verify and 'lock' in ended and not lock and not [e for e in stop if e.get('result') == 'ok']:
+        state['downtime_s'] = 0.0
     return state
 
 

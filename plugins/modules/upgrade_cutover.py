@@ -89,7 +89,7 @@ options:
     description:
       - The steps to run, in this order. The default is the downtime of a server.
       - A server runs every step; a client runs V(stage), V(swap), V(prefs), V(verify), V(cleanup). Ignored with
-        O(op=rollback).
+        O(op=rollback). The steps of O(flow) are skipped without it.
       - No path leaves its folder. V(stage) refuses the whole archive, before writing any member, when a member would
         leave O(staging_dir) (an absolute name, C(..), a symlink leading out, a member written through a symlink
         member, a hard link to a path outside or to a symlink, a device). V(swap) refuses when O(install_root), the
@@ -98,8 +98,9 @@ options:
         with a warning.
     type: list
     elements: str
-    choices: [stage, configure, migrate_pre, queues, backup_online, users, stop, backup, swap, install, prefs,
-              migrate_offline, start, verify, restart_after_verify, migrate_post, post_jobs, backup_after, cleanup]
+    choices: [tasks_stop, stage, configure, migrate_pre, queues, backup_online, users, warn, lock, stop, backup, swap, install,
+              prefs, migrate_offline, update, start, unlock, verify, restart_after_verify, relogin, migrate_post, post_jobs,
+              backup_after, cleanup, tasks_start]
     default: [stop, backup, swap, install, prefs, migrate_offline, start, verify, restart_after_verify]
   op:
     description:
@@ -427,6 +428,139 @@ options:
       stall_timeout:
         description: Seconds without a new line after which the job is ended.
         type: int
+  flow:
+    description:
+      - A product's own update flow around the steps (KSAMU's - see C(docs/PROFILES.md)), the steps V(tasks_stop)
+        (before everything), V(warn) and V(lock) (before V(stop)), V(update) (after V(migrate_offline)), V(unlock)
+        (after V(start)), V(relogin) (after V(restart_after_verify)) and V(tasks_start) (the last). Omitted - those
+        steps are skipped.
+      - Commands are argv lists run on the host; C({message}), C({minutes}), C({version}) (O(target)) and C({kind}) are
+        filled in.
+      - With O(op=rollback), whatever else happened, the database is unlocked (when V(lock) was done or begun), the
+        users are told (O(flow.failed_message)) and the background tasks are started again (when V(tasks_stop) was
+        done or begun).
+    type: dict
+    suboptions:
+      kind:
+        description:
+          - V(major) or V(minor). Omitted - decided from O(flow.from_version) (or the attempt's C(from_version)) and
+            O(target), V(major) when one of the first O(flow.major_blocks) blocks differs.
+        type: str
+        choices: [major, minor]
+      from_version:
+        description: The installed version the update starts from.
+        type: str
+      major_blocks:
+        description: How many leading version blocks make the database scripts' version (KSAMU - 3).
+        type: int
+        default: 3
+      major_only_offline:
+        description:
+          - A minor update leaves out V(warn), V(lock), V(stop), V(start), V(unlock) and V(relogin) - users keep
+            working (the profile's C(migrations.major_only_offline)).
+        type: bool
+        default: false
+      command_timeout:
+        description: Seconds each of the product's commands may take.
+        type: int
+        default: 60
+      tasks:
+        description: The product's background tasks (V(tasks_stop) and V(tasks_start)).
+        type: dict
+        suboptions:
+          list:
+            description: Lists the tasks, one a line.
+            type: list
+            elements: str
+          stop:
+            description: Stops the running tasks and starts no new one.
+            type: list
+            elements: str
+          start:
+            description: Starts the tasks again.
+            type: list
+            elements: str
+          running:
+            description: Regular expression matching a line of O(flow.tasks.list) of a task still running.
+            type: str
+            default: '\brunning\b'
+          timeout:
+            description: Seconds to wait until no task runs.
+            type: int
+            default: 600
+      warning:
+        description: The warning counted down on the server and every user's screen before V(lock) (V(warn)).
+        type: dict
+        suboptions:
+          argv:
+            description: Broadcasts C({message}) to the server and every logged-on user.
+            type: list
+            elements: str
+          minutes:
+            description: The length of the countdown.
+            type: int
+            default: 8
+          points:
+            description: Minutes left at which the warning is said again (besides the start).
+            type: list
+            elements: int
+            default: [5, 2, 1]
+          seconds_per_minute:
+            description: Seconds of one countdown minute (60; less only to shorten a test or a demo).
+            type: float
+            default: 60
+          text:
+            description: The warning; C({minutes}) is the time left.
+            type: str
+            default: 'Update to {version}: the database is locked in {minutes} min.'
+      lock:
+        description: The product's database lock (V(lock) and V(unlock)).
+        type: dict
+        suboptions:
+          lock:
+            description: Locks the database.
+            type: list
+            elements: str
+          unlock:
+            description: Unlocks it.
+            type: list
+            elements: str
+      updater:
+        description:
+          - The vendor's updater (V(update)), followed through its log - progress lines go to the host's journal and
+            the result (RV(data).update_progress); an error line, a log that stops growing for O(flow.updater.stall_timeout)
+            or a run longer than O(flow.updater.timeout) fails the step with the log's last lines.
+        type: dict
+        suboptions:
+          argv:
+            description: The updater's command.
+            type: list
+            elements: str
+          log:
+            description: The log it writes (only what it appends is read).
+            type: str
+          progress:
+            description: Regular expression of a progress line.
+            type: str
+            default: '\bINFO\b'
+          error:
+            description: Regular expression of an error line.
+            type: str
+            default: '\bERROR\b'
+          stall_timeout:
+            description: Seconds the log may stay silent.
+            type: int
+            default: 300
+          timeout:
+            description: Seconds the updater may run.
+            type: int
+            default: 3600
+      relogin_message:
+        description: Broadcast after a major update (V(relogin)) - clients are asked to log in again.
+        type: str
+      failed_message:
+        description: Broadcast after a rollback.
+        type: str
 notes:
   - Only the steps still pending are journaled and run; RV(skipped_done) lists the others.
 seealso:
