@@ -155,7 +155,7 @@ class CallbackModule(CallbackBase):
         if isinstance(data.get('steps'), list):
             self.read(host, data)       # the engine's steps up to the one that failed (a rescue rolls back)
         line = '%s: task "%s" FAILED: %s' % (host, _task(result).get_name().strip(), _message(_data(result)))
-        if host == 'localhost' and host not in self.play.hosts:
+        if host == 'localhost':
             self.emit(line)     # the controller's work (the report's verdict), not a host of the site
             return
         self.play.lost[host] = self.run.lost[host] = 'failed'
