@@ -10,7 +10,8 @@ name: progress
 type: aggregate
 short_description: One line per host step of an upgrade as it ends, and a running total per play
 version_added: 0.1.0
-author: clinops.upgrade contributors
+author:
+  - clinops.upgrade contributors (@clinops)
 description:
   - Prints, beside the usual output (it does not replace the stdout callback), one line per step of a host's upgrade
     as it ends, read from what the roles of clinops.upgrade return - the steps of M(clinops.upgrade.upgrade_cutover)

@@ -73,7 +73,9 @@ def browser():
                 '--window-size=1400,1000'):
         options.add_argument(arg)
     options.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    # chromium and its crash handler keep their files under HOME / XDG folders: the fresh profile folder, not root's
+    env = dict(os.environ, HOME=profile, XDG_CONFIG_HOME=profile, XDG_CACHE_HOME=profile)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER, env=env), options=options)
     try:
         yield driver
     finally:
@@ -100,7 +102,7 @@ def steps_of(row):
 
 
 def test_progress_lines_appear_in_the_lab_run(lab_run):
-    _, out, _ = lab_run
+    out = lab_run[1]
     lines = [line for line in out.splitlines() if line.startswith('[progress] ')]
     assert '[progress] client2 (client): not reached' in '\n'.join(lines)
     for step in ('stage', 'configure', 'migrate_pre', 'stop', 'backup', 'swap', 'prefs', 'migrate_offline', 'start', 'verify',
@@ -118,7 +120,7 @@ def test_progress_lines_appear_in_the_lab_run(lab_run):
 
 
 def test_the_report_of_the_lab_run_in_chromium(lab_run, browser):
-    lab, _, report_json = lab_run
+    lab, report_json = lab_run[0], lab_run[2]
     from selenium.webdriver.common.by import By  # pylint: disable=import-outside-toplevel
     with open(report_json, encoding='utf-8') as handle:
         report = json.load(handle)
@@ -186,7 +188,7 @@ def synthetic(report, hosts=300, batch=25):
 
 
 def test_a_300_host_report_loads_and_stays_small(lab_run, browser, tmp_path):
-    _, _, report_json = lab_run
+    report_json = lab_run[2]
     from selenium.webdriver.common.by import By  # pylint: disable=import-outside-toplevel
     with open(report_json, encoding='utf-8') as handle:
         data = synthetic(json.load(handle))

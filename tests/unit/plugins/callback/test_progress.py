@@ -88,7 +88,7 @@ def callback():
 
 
 def lines(cb):
-    return [line for line in cb._display.lines]  # pylint: disable=protected-access
+    return list(cb._display.lines)  # pylint: disable=protected-access
 
 
 def test_every_engine_step_is_a_line_and_the_total_counts_the_server_and_its_downtime(callback):
