@@ -349,7 +349,8 @@ class Cutover:
         if not self.p['backup'] or (self.p['backup_when'] == 'online') != online:
             return None
         result = self.host.run_module('db_backup', dict(self.p['backup'], state='present'))
-        return dict(backup_path=result.get('backup_path') or '')
+        # the checksum too, for the report (its details say which backup a restore would use)
+        return dict(backup_path=result.get('backup_path') or '', backup_sha256=(result.get('manifest') or {}).get('sha256') or '')
 
     def prepare_swap(self):
         root = self.p['install_root']
@@ -391,7 +392,9 @@ class Cutover:
         if not params.get('defaults') and self.data.get('defaults'):
             params['defaults'] = self.data['defaults']
         result = self.host.run_module('prefs_migrate', params)
-        return dict(prefs_dropped_keys=result.get('dropped_keys') or [])
+        # what the report shows: per file the keys kept from the old one and the keys the new release added
+        merged = [dict(path=m.get('path'), keys=m.get('keys') or [], added=m.get('added') or []) for m in result.get('merged') or []]
+        return dict(prefs_dropped_keys=result.get('dropped_keys') or [], prefs_merged=merged, prefs_kept=result.get('kept') or [])
 
     def do_migrate_offline(self):
         return self.migrate('offline')

@@ -135,18 +135,22 @@ def test_killed_in_the_middle_of_the_server_upgrade_then_rerun_finishes(lab):
         assert lab.version(client) == build_lab.NEW_VERSION
 
 
-def test_client_pinned_newer_than_its_server_is_refused_before_anything_stops(lab):
+def test_client_pinned_newer_than_its_server_is_refused_and_does_not_hold_the_site(lab):
+    """Issue #18: a refused client is left as it is and reported; its server and the other clients upgrade."""
     lab.set_host_var('clients', 'client2', 'upgrade_target_version', '4.5.0')
-    pids = lab.supervisor_pids()
-    tree = lab.tree_hash()
+    journal = os.path.join(lab.root, 'hosts', 'client2')
+    before = {name: os.path.getmtime(os.path.join(journal, name)) for name in os.listdir(journal)}
     result = lab.run()
-    assert result.rc != 0
+    assert result.rc != 0                               # the report play fails the run, naming client2
     out = result.stdout + result.stderr
     assert 'newer than its server server1' in out
-    assert lab.supervisor_pids() == pids
-    assert lab.tree_hash() == tree
-    assert lab.version('server1') == build_lab.OLD_VERSION
-    assert lab.journal() == []
+    assert lab.version('server1') == lab.version('client1') == build_lab.NEW_VERSION
+    assert lab.version('client2') == build_lab.OLD_VERSION
+    assert lab.journal('client2') == []
+    assert {name: os.path.getmtime(os.path.join(journal, name)) for name in os.listdir(journal)} == before
+    report = {h['host']: h for h in lab.report()['hosts']}
+    assert report['client2']['result'] == 'refused' and 'newer than its server server1' in report['client2']['message']
+    assert report['server1']['result'] == report['client1']['result'] == 'upgraded'
 
 
 BROKEN_DS = '''import sys
