@@ -14,8 +14,9 @@ No AWX server runs here; what AWX does around ansible-runner is done by this mod
   host variables are in it - a client's server may be missing from its slice altogether;
 - the survey's answers as ``env/extravars``, ``--check`` for a check job, the template's limit.
 
-One lab (1 server, 4 clients) for the module. First the plan (a check job, nothing changes), then the servers job,
-then the clients job as two slices (two separate runs): every host upgraded, the servers first.
+One lab (1 server, 4 clients) for the module. First the plan (a check job, nothing changes), a slice of the clients'
+job launched too early (held back), then the servers job, then the clients job as two slices (two separate runs):
+every host upgraded, the servers first.
 """
 import glob
 import json
@@ -163,6 +164,12 @@ class Job:
                 found.append(json.load(handle))
         return sorted(found, key=lambda e: e['counter'])
 
+    def task_results(self, task, host):
+        """The results of the tasks whose name starts with ``task`` that ran (not skipped) on ``host``."""
+        return [e['event_data']['res'] for e in self.events()
+                if e['event'] == 'runner_on_ok' and e['event_data'].get('host') == host
+                and e['event_data'].get('task', '').startswith(task)]
+
     def explain(self):
         failed = [e for e in self.events() if e['event'] in ('runner_on_failed', 'runner_on_unreachable')]
         return '%s status=%s rc=%s failed=%s\n%s' % (
@@ -232,6 +239,16 @@ def test_plan_servers_then_sliced_clients(lab, tarball, tmp_path):
     stats = plan.stats_event()
     assert sorted(stats['processed']) == HOSTS and not stats['failures'] and not stats['dark']
 
+    # the clients' second slice launched too early (before the servers job): its clients ask their server, which
+    # answers the old version, so they are held back and nothing of theirs changes
+    early = Job(tmp_path, tarball, lab['export'], 'clients-early-slice2', 'clients', slice_number=2, slice_count=2).run()
+    early.assert_clean()
+    summary, report = early.report()
+    assert sorted((h['host'], h['result']) for h in report['hosts']) == [('client2', 'held_back'), ('client4', 'held_back')]
+    assert all('runs %s' % build_lab.OLD_VERSION in h['message'] for h in report['hosts']), report['hosts']
+    assert [version(lab, h) for h in HOSTS] == [build_lab.OLD_VERSION] * len(HOSTS)
+    assert not early.stats_event()['changed']
+
     # the servers job (not sliced: the whole inventory, limited to the servers)
     servers = Job(tmp_path, tarball, lab['export'], 'servers', 'servers').run()
     servers.assert_clean()
@@ -257,6 +274,12 @@ def test_plan_servers_then_sliced_clients(lab, tarball, tmp_path):
         upgraded.update({h['host']: h['result'] for h in report['hosts']})
         assert sorted(job.stats_event()['changed']) == expected          # every client of the slice changed
     assert upgraded == {h: 'upgraded' for h in HOSTS[:4]}
+    # how each slice learnt its server's result: both asked the server (Echo TS from the client); only the first
+    # slice, whose inventory holds the server, could also read the server's journal on the server
+    for job, client, journal_read in ((slices[0], 'client1', True), (slices[1], 'client2', False)):
+        asked = job.task_results('Ask the server which version it runs', client)
+        assert [r['stdout'].split()[:3] for r in asked] == [['OK', 'PMOD-TS', build_lab.NEW_VERSION]], asked
+        assert bool(job.task_results("Read the server's journal on the server", client)) is journal_read
     assert [version(lab, h) for h in HOSTS] == [build_lab.NEW_VERSION] * len(HOSTS)
 
     # servers first: the server's upgrade had finished before any client's started (the hosts' own journals)
