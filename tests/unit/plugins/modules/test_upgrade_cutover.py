@@ -123,7 +123,9 @@ def entries(site):
 
 
 # the steps of the installer layout and of the queues and follow-up jobs: nothing to do in these unpack-and-swap tests
-IDLE = ('queues', 'install', 'post_jobs')
+# steps a PMOD-like profile leaves idle: the installer layout's, ConAktiv's (online backup, users) and a product flow's
+IDLE = ('queues', 'backup_online', 'users', 'install', 'post_jobs', 'tasks_stop', 'warn', 'lock', 'update', 'unlock', 'relogin',
+        'tasks_start')
 
 
 def test_all_steps_in_order_journaled_with_what_a_rollback_needs(site, fakes):
@@ -468,7 +470,7 @@ def test_stage_unpacks_a_zip_and_says_when_the_top_folder_is_missing(site, fakes
 
 def test_stage_and_cleanup_need_their_options(site, fakes):
     result = run(args(site, steps=['stage', 'stop']), FailJson)
-    assert 'stage needs artifact, staging_dir and top_dir' in result['msg']
+    assert 'stage needs artifact (or artifact_source), staging_dir and top_dir' in result['msg']
     result = run(client_args(site, staging_dir=site['root']), FailJson)
     assert 'staging_dir must be a folder of its own' in result['msg']
 
@@ -517,7 +519,8 @@ def test_steps_with_nothing_to_do_are_skipped_and_a_vendor_tool_runs_in_its_phas
     result = run(every_step(site, start_scripts=[], backup_after=None, restart_after_verify=[],
                             migrate=dict(engine='sqlite', path='/d', command=['tool']), migrate_command_phase='post'))
     results = dict((s['step'], s['result']) for s in result['steps'])
-    skipped = ['configure', 'migrate_pre', 'queues', 'install', 'migrate_offline', 'restart_after_verify', 'post_jobs', 'backup_after']
+    skipped = ['tasks_stop', 'configure', 'migrate_pre', 'queues', 'backup_online', 'users', 'warn', 'lock', 'install', 'migrate_offline',
+               'update', 'unlock', 'restart_after_verify', 'relogin', 'post_jobs', 'backup_after', 'tasks_start']
     assert [k for k, v in results.items() if v == 'skipped'] == skipped
     assert results['migrate_post'] == 'ok' and len(fakes['schema'].calls) == 1
     assert 'phase' not in fakes['schema'].calls[0] or fakes['schema'].calls[0]['phase'] == 'all'
