@@ -14,6 +14,7 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.clinops.upgrade.plugins.module_utils import cutover
 from ansible_collections.clinops.upgrade.plugins.module_utils import host
+from ansible_collections.clinops.upgrade.plugins.module_utils import release_flow
 from ansible_collections.clinops.upgrade.plugins.module_utils import journal
 from ansible_collections.clinops.upgrade.plugins.modules import upgrade_cutover
 
@@ -476,12 +477,14 @@ def test_stage_and_cleanup_need_their_options(site, fakes):
 
 
 # -- the steps before the stop and after the verified start, and the rollback -----------------------------------------
+# every step but a product's own flow (release_flow, its own tests): what a PMOD server runs
+CORE_STEPS = [s for s in cutover.STEPS if s not in release_flow.FLOW_STEPS]
 SCRIPTS = [dict(dest='bin/start-ts.sh', program='bin/pmod_ts.py', args=['--properties', 'properties/Config.properties'])]
 
 
 def every_step(site, **extra):
     release = make_tar(str(site['tmp'] / 'new.tar.gz'), 'pmod-4.4.0', {'VERSION': b'4.4.0\n', 'bin/pmod_ts.py': b''})
-    out = args(site, steps=list(cutover.STEPS), artifact=release,
+    out = args(site, steps=list(CORE_STEPS), artifact=release,
                staged=None, staging_dir=site['root'] + '_staging', top_dir='pmod-4.4.0', keep_old=5,
                start_scripts=SCRIPTS, start_script_interpreter='/usr/bin/python3', product='PMOD',
                restart_after_verify=['ls'],
@@ -492,9 +495,9 @@ def every_step(site, **extra):
 
 def test_every_step_of_a_server_in_one_call_journaled_in_order(site, fakes):
     result = run(every_step(site))
-    assert [(s['step'], s['result']) for s in result['steps']] == [(s, 'skipped' if s in IDLE else 'ok') for s in cutover.STEPS]
+    assert [(s['step'], s['result']) for s in result['steps']] == [(s, 'skipped' if s in IDLE else 'ok') for s in CORE_STEPS]
     ended = [e['step'] for e in entries(site) if e['result'] == 'ok']
-    assert ended == ['begin'] + [s for s in cutover.STEPS if s not in IDLE]
+    assert ended == ['begin'] + [s for s in CORE_STEPS if s not in IDLE]
     # configure wrote the start script into the staged release, which the swap made the installation
     script = os.path.join(site['root'], 'bin', 'start-ts.sh')
     root = site['root']
@@ -519,8 +522,8 @@ def test_steps_with_nothing_to_do_are_skipped_and_a_vendor_tool_runs_in_its_phas
     result = run(every_step(site, start_scripts=[], backup_after=None, restart_after_verify=[],
                             migrate=dict(engine='sqlite', path='/d', command=['tool']), migrate_command_phase='post'))
     results = dict((s['step'], s['result']) for s in result['steps'])
-    skipped = ['tasks_stop', 'configure', 'migrate_pre', 'queues', 'backup_online', 'users', 'warn', 'lock', 'install', 'migrate_offline',
-               'update', 'unlock', 'restart_after_verify', 'relogin', 'post_jobs', 'backup_after', 'tasks_start']
+    skipped = ['configure', 'migrate_pre', 'queues', 'backup_online', 'users', 'install', 'migrate_offline', 'restart_after_verify',
+               'post_jobs', 'backup_after']
     assert [k for k, v in results.items() if v == 'skipped'] == skipped
     assert results['migrate_post'] == 'ok' and len(fakes['schema'].calls) == 1
     assert 'phase' not in fakes['schema'].calls[0] or fakes['schema'].calls[0]['phase'] == 'all'
@@ -648,3 +651,72 @@ def test_posix_host_writes_atomically_and_removes_links_not_their_targets(tmp_pa
     with pytest.raises(host.StepFailed):
         host.PosixHost.run([sys.executable, '-c', 'import time; time.sleep(5)'], timeout=0.5)
     assert host.PosixHost.free_space(str(tmp_path)) > 0 and host.PosixHost.clock()['utc'].endswith('+00:00')
+
+
+# -- a product's own flow (release_flow): background tasks, warning, lock, updater, relogin ------------------------------
+RECORDER = '''import sys
+with open(sys.argv[1], "a") as out:
+    out.write(" ".join(sys.argv[2:]) + "\\n")
+if sys.argv[2:4] == ["tasks", "list"]:
+    print("sync idle\\nvalidation idle")
+'''
+UPDATER = '''import sys
+with open(sys.argv[1], "a") as log:
+    log.write("t INFO 1/1 applying 6.0.52/001.sql\\n")
+    log.write("t ERROR table KS_X does not exist\\n" if sys.argv[2] == "fail" else "t INFO done\\n")
+'''
+
+
+def flow(site, updater='ok', **extra):
+    tmp = site['tmp']
+    (tmp / 'rec.py').write_text(RECORDER)
+    (tmp / 'upd.py').write_text(UPDATER)
+    admin = [sys.executable, str(tmp / 'rec.py'), str(tmp / 'calls.txt')]
+    out = dict(tasks=dict(list=admin + ['tasks', 'list'], stop=admin + ['tasks', 'stop'], start=admin + ['tasks', 'start']),
+               warning=dict(argv=admin + ['broadcast', '{message}'], minutes=2, points=[1], seconds_per_minute=0.05,
+                            text='lock in {minutes} min'),
+               lock=dict(lock=admin + ['db', 'lock'], unlock=admin + ['db', 'unlock']),
+               updater=dict(argv=[sys.executable, str(tmp / 'upd.py'), str(tmp / 'update.log'), updater], log=str(tmp / 'update.log'),
+                            stall_timeout=30, timeout=60),
+               relogin_message='log in again to {version}', failed_message='update to {version} failed', major_only_offline=True)
+    out.update(extra)
+    return out
+
+
+def calls(site):
+    path = site['tmp'] / 'calls.txt'
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_a_major_flow_stops_the_tasks_first_warns_locks_updates_unlocks_and_asks_to_log_in_again(site, fakes):
+    result = run(every_step(site, steps=list(cutover.STEPS), flow=flow(site, kind='major')))
+    assert [(s['step'], s['result']) for s in result['steps'] if s['step'] in release_flow.FLOW_STEPS] == [
+        (s, 'ok') for s in release_flow.FLOW_STEPS]
+    assert calls(site) == ['tasks list', 'tasks stop', 'tasks list', 'broadcast lock in 2 min', 'broadcast lock in 1 min',
+                           'db lock', 'db unlock', 'broadcast log in again to 4.4.0', 'tasks start']
+    data = result['attempt']['data']
+    assert data['update_progress'] == ['t INFO 1/1 applying 6.0.52/001.sql', 't INFO done']
+    assert [w['minutes'] for w in data['warned']] == [2, 1]
+    ok = dict((e['step'], e) for e in entries(site) if e['result'] == 'ok')
+    assert result['attempt']['downtime_s'] == round((journal.parse_iso(ok['unlock']['ended'])
+                                                     - journal.parse_iso(ok['lock']['started'])).total_seconds(), 3)
+
+
+def test_a_minor_flow_leaves_out_the_warning_the_lock_and_the_stop(site, fakes):
+    result = run(every_step(site, steps=list(cutover.STEPS), flow=flow(site, kind='minor')))
+    skipped = [s['step'] for s in result['steps'] if s['result'] == 'skipped']
+    assert set(release_flow.MAJOR_ONLY) <= set(skipped)
+    assert calls(site) == ['tasks list', 'tasks stop', 'tasks list', 'tasks start']
+    assert [c['state'] for c in fakes['services'].calls] == ['restarted']      # restart_after_verify only
+    assert result['attempt']['downtime_s'] == 0.0
+
+
+def test_a_failing_updater_fails_the_step_and_the_rollback_unlocks_tells_the_users_and_starts_the_tasks(site, fakes):
+    failed = run(every_step(site, steps=list(cutover.STEPS), flow=flow(site, updater='fail', kind='major')), expect=FailJson)
+    assert failed['failed_step'] == 'update' and 'ERROR table KS_X does not exist' in failed['msg']
+    assert 't INFO 1/1 applying 6.0.52/001.sql' in failed['msg']
+    before = len(calls(site))
+    result = run(args(site, op='rollback', staging_dir=site['root'] + '_staging', flow=flow(site, updater='fail', kind='major')))
+    assert calls(site)[before:] == ['db unlock', 'broadcast update to 4.4.0 failed', 'tasks start']
+    assert result['schema_touched'] is True and 'the database was restored from' in result['restored']
+    assert result['restored'].endswith('the database was unlocked; the users were told; the background tasks were started again')
