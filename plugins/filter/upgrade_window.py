@@ -9,7 +9,8 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.common.text.converters import to_native
 
-from ansible_collections.clinops.upgrade.plugins.module_utils.window import WindowError, judge, schedule_forms
+from ansible_collections.clinops.upgrade.plugins.module_utils.window import (
+    WindowError, judge, schedule_forms, schedule_spec, window_spec)
 
 
 def _plain(value):
@@ -23,16 +24,18 @@ def _plain(value):
     return value
 
 
-def upgrade_window(spec, now=None, timezone=None, run_now=False):
+def upgrade_window(spec, now=None, timezone=None, run_now=False, profile=None):
     try:
-        return judge(_plain(spec), now=_plain(now) or None, timezone=_plain(timezone) or None, run_now=bool(run_now))
+        return judge(window_spec(_plain(profile), _plain(spec)), now=_plain(now) or None, timezone=_plain(timezone) or None,
+                     run_now=bool(run_now))
     except WindowError as exc:
         raise AnsibleFilterError(to_native(exc)) from None
 
 
-def upgrade_schedule(spec, timezone=None, now=None):
+def upgrade_schedule(spec, timezone=None, now=None, profile=None):
     try:
-        return schedule_forms(_plain(spec), timezone=_plain(timezone) or None, now=_plain(now) or None)
+        return schedule_forms(schedule_spec(_plain(profile), _plain(spec)), timezone=_plain(timezone) or None,
+                              now=_plain(now) or None)
     except WindowError as exc:
         raise AnsibleFilterError(to_native(exc)) from None
 

@@ -34,7 +34,7 @@ except ImportError:  # pragma: no cover - Python < 3.9: the plugins say so when 
     ZoneInfo = None
     ZoneInfoNotFoundError = KeyError
 
-__all__ = ['WindowError', 'Window', 'parse_window', 'judge', 'parse_now', 'Schedule', 'parse_schedule', 'schedule_forms']
+__all__ = ['WindowError', 'Window', 'window_spec', 'schedule_spec', 'parse_window', 'judge', 'parse_now', 'Schedule', 'parse_schedule', 'schedule_forms']
 
 WINDOW_KEYS = ('timezone', 'start_date', 'from', 'to', 'forbidden_hours', 'days', 'weekdays', 'forbidden_weekdays')
 SCHEDULE_KEYS = ('start', 'period')
@@ -280,6 +280,24 @@ def _combine(spec, where):
     if not isinstance(spec, dict):
         raise WindowError('%s: a mapping of %s, not %r' % (where, ', '.join(WINDOW_KEYS if where.endswith('window') else SCHEDULE_KEYS), spec))
     return dict((key, value) for key, value in spec.items() if value is not None and value != '')
+
+
+def _over(base, override, where):
+    merged = dict(base) if isinstance(base, dict) else {}
+    if override is not None and not isinstance(override, dict):
+        raise WindowError('%s: a mapping, not %r' % (where, override))
+    merged.update(override or {})
+    return merged
+
+
+def window_spec(profile, override=None):
+    """The profile's ``window`` with the inventory's ``upgrade_window`` over it key by key (null removes a key)."""
+    return _over((profile or {}).get('window'), override, 'upgrade_window')
+
+
+def schedule_spec(profile, override=None):
+    """The profile's ``schedule`` with the inventory's ``upgrade_schedule`` over it key by key (null removes a key)."""
+    return _over((profile or {}).get('schedule'), override, 'upgrade_schedule')
 
 
 def parse_window(spec, timezone=None, where='upgrade_window'):

@@ -10,8 +10,8 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.clinops.upgrade.plugins.filter.upgrade_window import upgrade_window
 
 
-def upgrade_window_open(spec, now=None, timezone=None):
-    verdict = upgrade_window(spec, now=now, timezone=timezone)
+def upgrade_window_open(spec, now=None, timezone=None, profile=None):
+    verdict = upgrade_window(spec, now=now, timezone=timezone, profile=profile)
     if not isinstance(verdict, dict):  # pragma: no cover - the filter always answers a dict
         raise AnsibleFilterError('upgrade_window_open: no verdict')
     return verdict['allowed']

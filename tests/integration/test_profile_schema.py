@@ -26,8 +26,9 @@ PLAYBOOK = os.path.join(ROOT, 'playbooks', 'upgrade.yml')
 ENV = {'ANSIBLE_CONFIG': os.path.join(ROOT, 'lab', 'ansible.cfg')}
 SCHEMA = os.path.join(ROOT, 'profiles', 'schema.json')
 PMOD = os.path.join(ROOT, 'profiles', 'pmod.yml')
-# the Python code that reads the profile itself (the rest gets profile values as module arguments)
-PROFILE_READERS = ('plugins/plugin_utils/profile.py', 'plugins/action/upgrade_profile.py')
+# the Python code that reads the profile itself (the rest gets profile values as module arguments; window.py reads the
+# window and the schedule, combined with the inventory's, through the filters upgrade_window and upgrade_schedule)
+PROFILE_READERS = ('plugins/plugin_utils/profile.py', 'plugins/action/upgrade_profile.py', 'plugins/module_utils/window.py')
 DRAFT_MESSAGE = ('status: the profile pmod is a draft (not tested end to end); '
                  'set upgrade_profile_accept_draft: true to run it anyway')
 

@@ -71,6 +71,19 @@ def test_outside_the_window_the_run_ends_green_and_touches_nothing(lab, now, why
     assert verdict['allowed'] is False and verdict['next_allowed_local'] == next_allowed
 
 
+def test_the_profiles_window_is_the_default(lab):
+    """No upgrade_window in the inventory: the profile's window (here through the site's overrides) is judged."""
+    before_tree = lab.tree_hash()
+    extra = {'upgrade_window': {}, 'upgrade_window_now': '2026-11-30T12:00:00+03:00',      # 14:00 in Yekaterinburg
+             'upgrade_profile_overrides': {'window': {'timezone': 'Asia/Yekaterinburg', 'days': 'odd'}}}
+    result = lab.run(extra_vars=extra)
+    assert result.rc == 0, result
+    message = guard_message(result)
+    assert 'only on odd days of the month (30 Nov is even)' in message, message
+    assert 'next allowed 2026-12-01 00:00 +05 (2026-12-01T00:00:00+05:00)' in message, message
+    assert lab.tree_hash() == before_tree and lab.journal() == []
+
+
 @pytest.mark.parametrize('extra', [
     ['-e', 'upgrade_window_now=2026-11-30T05:59:00+03:00'],                            # just before the forbidden hours
     ['-e', 'upgrade_window_now=2026-11-30T18:00:00Z'],                                 # 21:00 in Moscow

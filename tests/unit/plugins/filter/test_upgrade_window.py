@@ -60,3 +60,14 @@ def test_the_schedule_filter():
     assert forms['on_calendar'] == '*-*-* *:00/30:00 Europe/Moscow'
     assert forms['cron'] == '0-59/30 * * * *'
     assert forms['rrule'] == 'DTSTART;TZID=Europe/Moscow:20261130T210000 RRULE:FREQ=MINUTELY;INTERVAL=30'
+
+
+def test_the_profiles_window_and_schedule_are_the_defaults():
+    profile = {'name': 'ksamu', 'window': {'forbidden_hours': {'from': '06:00', 'to': '21:00'}},
+               'schedule': {'start': '21:00', 'period': 'hourly'}}
+    now = '2026-11-30T12:00:00+03:00'
+    assert FILTERS['upgrade_window']({}, now=now, timezone='Europe/Moscow', profile=profile)['allowed'] is False
+    assert FILTERS['upgrade_window']({'forbidden_hours': None}, now=now, timezone='Europe/Moscow', profile=profile)['allowed'] is True
+    assert TESTS['upgrade_window_open']({}, now=now, timezone='Europe/Moscow', profile=profile) is False
+    forms = FILTERS['upgrade_schedule']({'period': '30min'}, timezone='Europe/Moscow', now=now, profile=profile)
+    assert forms['on_calendar'] == '*-*-* *:00/30:00 Europe/Moscow'

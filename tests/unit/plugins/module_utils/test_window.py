@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from ansible_collections.clinops.upgrade.plugins.module_utils.window import (
-    WindowError, judge, parse_now, parse_schedule, parse_window, schedule_forms)
+    WindowError, judge, parse_now, parse_schedule, parse_window, schedule_forms, schedule_spec, window_spec)
 
 MOSCOW = ZoneInfo('Europe/Moscow')
 BERLIN = ZoneInfo('Europe/Berlin')
@@ -372,3 +372,17 @@ def test_no_environment_leaks_into_the_module():
     source = open(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'plugins', 'module_utils', 'window.py'),
                   encoding='utf-8').read()
     assert 'os.environ' not in source and 'getenv' not in source
+
+
+def test_the_inventory_window_goes_over_the_profiles_key_by_key():
+    profile = {'name': 'ksamu', 'window': {'forbidden_hours': {'from': '06:00', 'to': '21:00'}, 'days': 'even'}}
+    assert window_spec(profile, {'timezone': 'Europe/Moscow', 'days': 'odd'}) == {
+        'forbidden_hours': {'from': '06:00', 'to': '21:00'}, 'days': 'odd', 'timezone': 'Europe/Moscow'}
+    # null removes the profile's key: no forbidden hours left, only odd days
+    spec = window_spec(profile, {'timezone': 'Europe/Moscow', 'forbidden_hours': None, 'days': 'odd'})
+    assert judge(spec, now=at('2026-12-01 12:00'))['allowed'] is True
+    assert window_spec(None, None) == {} and window_spec({'window': None}, {}) == {}
+    assert schedule_spec({'schedule': {'start': '21:00', 'period': 'hourly'}}, {'period': '30min'}) == {
+        'start': '21:00', 'period': '30min'}
+    with pytest.raises(WindowError, match='upgrade_window: a mapping'):
+        window_spec(profile, ['06:00'])
