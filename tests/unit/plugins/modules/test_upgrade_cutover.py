@@ -463,7 +463,7 @@ def test_stage_unpacks_a_zip_and_says_when_the_top_folder_is_missing(site, fakes
 
 def test_stage_and_cleanup_need_their_options(site, fakes):
     result = run(args(site, steps=['stage', 'stop']), FailJson)
-    assert 'stage needs artifact, staging_dir and top_dir' in result['msg']
+    assert 'stage needs artifact (or artifact_source), staging_dir and top_dir' in result['msg']
     result = run(client_args(site, staging_dir=site['root']), FailJson)
     assert 'staging_dir must be a folder of its own' in result['msg']
 
@@ -485,9 +485,11 @@ def every_step(site, **extra):
 
 def test_every_step_of_a_server_in_one_call_journaled_in_order(site, fakes):
     result = run(every_step(site))
-    assert [(s['step'], s['result']) for s in result['steps']] == [(s, 'ok') for s in cutover.STEPS]
+    # backup_online and users have nothing to do here (backup_when offline, no users option): journaled as skipped
+    optional = ('backup_online', 'users')
+    assert [(s['step'], s['result']) for s in result['steps']] == [(s, 'skipped' if s in optional else 'ok') for s in cutover.STEPS]
     ended = [e['step'] for e in entries(site) if e['result'] == 'ok']
-    assert ended == ['begin'] + list(cutover.STEPS)
+    assert ended == ['begin'] + [s for s in cutover.STEPS if s not in optional]
     # configure wrote the start script into the staged release, which the swap made the installation
     script = os.path.join(site['root'], 'bin', 'start-ts.sh')
     root = site['root']
@@ -512,7 +514,7 @@ def test_steps_with_nothing_to_do_are_skipped_and_a_vendor_tool_runs_in_its_phas
     result = run(every_step(site, start_scripts=[], backup_after=None, restart_after_verify=[],
                             migrate=dict(engine='sqlite', path='/d', command=['tool']), migrate_command_phase='post'))
     results = dict((s['step'], s['result']) for s in result['steps'])
-    skipped = ['configure', 'migrate_pre', 'migrate_offline', 'restart_after_verify', 'backup_after']
+    skipped = ['configure', 'migrate_pre', 'backup_online', 'users', 'migrate_offline', 'restart_after_verify', 'backup_after']
     assert [k for k, v in results.items() if v == 'skipped'] == skipped
     assert results['migrate_post'] == 'ok' and len(fakes['schema'].calls) == 1
     assert 'phase' not in fakes['schema'].calls[0] or fakes['schema'].calls[0]['phase'] == 'all'
@@ -640,3 +642,49 @@ def test_posix_host_writes_atomically_and_removes_links_not_their_targets(tmp_pa
     with pytest.raises(host.StepFailed):
         host.PosixHost.run([sys.executable, '-c', 'import time; time.sleep(5)'], timeout=0.5)
     assert host.PosixHost.free_space(str(tmp_path)) > 0 and host.PosixHost.clock()['utc'].endswith('+00:00')
+
+
+# -- ConAktiv's order: the release downloaded in stage, the backup before the stop, the users told and waited for -----
+def test_stage_downloads_the_release_then_backs_up_online_and_tells_the_users_before_the_stop(site, fakes):
+    import hashlib  # pylint: disable=import-outside-toplevel
+    os.makedirs(str(site['tmp'] / 'pub'))
+    release = make_tar(str(site['tmp'] / 'pub' / 'pmod-4.4.0.tar.gz'), 'pmod-4.4.0', {'VERSION': b'4.4.0\n'})
+    with open(release, 'rb') as handle:
+        digest = hashlib.sha256(handle.read()).hexdigest()
+    who = site['tmp'] / 'who'
+    who.write_text('')
+    staging = site['root'] + '_staging'   # holds the staged folder of the site fixture, and a leftover
+    with open(os.path.join(staging, 'leftover.txt'), 'w') as handle:
+        handle.write('from an interrupted run')
+    result = run(args(site, steps=['stage', 'backup_online', 'users', 'stop', 'backup'], staged=None, staging_dir=staging,
+                      top_dir='pmod-4.4.0', backup_when='online', artifact_url_password='Ftp-secret-9',
+                      artifact_source=dict(url='file://' + release, checksum=digest),
+                      users=dict(list_command=[sys.executable, '-c', 'print(open(%r).read(), end="")' % str(who)],
+                                 max_wait=5)))
+    assert [(s['step'], s['result']) for s in result['steps']] == [
+        ('stage', 'ok'), ('backup_online', 'ok'), ('users', 'ok'), ('stop', 'ok'), ('backup', 'skipped')]
+    assert os.path.isfile(os.path.join(staging, 'pmod-4.4.0.tar.gz'))
+    assert not os.path.exists(os.path.join(staging, 'leftover.txt'))
+    assert result['data']['staged'] == os.path.join(staging, 'pmod-4.4.0')
+    assert result['data']['downloaded']['sha256'] == digest and result['data']['users_logged_on'] == []
+    # the backup was taken once, before the services were stopped
+    assert len(fakes['backup'].calls) == 1 and [c['state'] for c in fakes['services'].calls] == ['stopped']
+    assert 'Ftp-secret-9' not in json.dumps(result) and 'Ftp-secret-9' not in open(site['journal']).read()
+
+
+def test_a_wrong_download_fails_stage_naming_the_url_and_nothing_is_stopped(site, fakes):
+    os.makedirs(str(site['tmp'] / 'pub'))
+    release = make_tar(str(site['tmp'] / 'pub' / 'pmod-4.4.0.tar.gz'), 'pmod-4.4.0', {'VERSION': b'4.4.0\n'})
+    failed = run(args(site, steps=['stage', 'stop'], staged=None, staging_dir=site['root'] + '_staging', top_dir='pmod-4.4.0',
+                      artifact_source=dict(url='file://' + release, checksum='0' * 64)), expect=FailJson)
+    assert failed['failed_step'] == 'stage'
+    assert 'file://' + release in failed['msg'] and '0' * 64 in failed['msg']
+    assert fakes['services'].calls == []
+
+
+def test_users_and_artifact_source_input_is_checked_before_anything(site, fakes):
+    failed = run(args(site, steps=['stage', 'users', 'stop'], staged=None, staging_dir=site['root'] + '_staging',
+                      top_dir='x', artifact_source=dict(url='gopher://127.0.0.1/x.tgz', checksum='0' * 64),
+                      users=dict(list_command=['who'], message_command=['tell'])), expect=FailJson)
+    assert 'the scheme must be one of' in failed['msg'] and '{message}' in failed['msg']
+    assert fakes['services'].calls == [] and fakes['backup'].calls == []
