@@ -177,6 +177,8 @@ def validate_steps(module, host=None):
         errors.append('the step stage needs artifact (or artifact_source), staging_dir and top_dir')
     if p.get('artifact_source') and 'dest' in p['artifact_source']:
         errors.append('artifact_source must not set dest: upgrade_cutover downloads into staging_dir')
+    elif p.get('artifact_source') and not rollback:
+        errors.extend('artifact_source: %s' % e for e in _artifact.problems(p['artifact_source']))
     if p.get('users') and not rollback:
         errors.extend(_sessions.problems(p['users']))
     if not rollback and 'cleanup' in p['steps'] and not p.get('staging_dir'):

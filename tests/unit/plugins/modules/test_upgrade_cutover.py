@@ -720,3 +720,47 @@ def test_a_failing_updater_fails_the_step_and_the_rollback_unlocks_tells_the_use
     assert calls(site)[before:] == ['db unlock', 'broadcast update to 4.4.0 failed', 'tasks start']
     assert result['schema_touched'] is True and 'the database was restored from' in result['restored']
     assert result['restored'].endswith('the database was unlocked; the users were told; the background tasks were started again')
+# -- ConAktiv's order: the release downloaded in stage, the backup before the stop, the users told and waited for -----
+def test_stage_downloads_the_release_then_backs_up_online_and_tells_the_users_before_the_stop(site, fakes):
+    import hashlib  # pylint: disable=import-outside-toplevel
+    os.makedirs(str(site['tmp'] / 'pub'))
+    release = make_tar(str(site['tmp'] / 'pub' / 'pmod-4.4.0.tar.gz'), 'pmod-4.4.0', {'VERSION': b'4.4.0\n'})
+    with open(release, 'rb') as handle:
+        digest = hashlib.sha256(handle.read()).hexdigest()
+    who = site['tmp'] / 'who'
+    who.write_text('')
+    staging = site['root'] + '_staging'   # holds the staged folder of the site fixture, and a leftover
+    with open(os.path.join(staging, 'leftover.txt'), 'w') as handle:
+        handle.write('from an interrupted run')
+    result = run(args(site, steps=['stage', 'backup_online', 'users', 'stop', 'backup'], staged=None, staging_dir=staging,
+                      top_dir='pmod-4.4.0', backup_when='online', artifact_url_password='Ftp-secret-9',
+                      artifact_source=dict(url='file://' + release, checksum=digest),
+                      users=dict(list_command=[sys.executable, '-c', 'print(open(%r).read(), end="")' % str(who)],
+                                 max_wait=5)))
+    assert [(s['step'], s['result']) for s in result['steps']] == [
+        ('stage', 'ok'), ('backup_online', 'ok'), ('users', 'ok'), ('stop', 'ok'), ('backup', 'skipped')]
+    assert os.path.isfile(os.path.join(staging, 'pmod-4.4.0.tar.gz'))
+    assert not os.path.exists(os.path.join(staging, 'leftover.txt'))
+    assert result['data']['staged'] == os.path.join(staging, 'pmod-4.4.0')
+    assert result['data']['downloaded']['sha256'] == digest and result['data']['users_logged_on'] == []
+    # the backup was taken once, before the services were stopped
+    assert len(fakes['backup'].calls) == 1 and [c['state'] for c in fakes['services'].calls] == ['stopped']
+    assert 'Ftp-secret-9' not in json.dumps(result) and 'Ftp-secret-9' not in open(site['journal']).read()
+
+
+def test_a_wrong_download_fails_stage_naming_the_url_and_nothing_is_stopped(site, fakes):
+    os.makedirs(str(site['tmp'] / 'pub'))
+    release = make_tar(str(site['tmp'] / 'pub' / 'pmod-4.4.0.tar.gz'), 'pmod-4.4.0', {'VERSION': b'4.4.0\n'})
+    failed = run(args(site, steps=['stage', 'stop'], staged=None, staging_dir=site['root'] + '_staging', top_dir='pmod-4.4.0',
+                      artifact_source=dict(url='file://' + release, checksum='0' * 64)), expect=FailJson)
+    assert failed['failed_step'] == 'stage'
+    assert 'file://' + release in failed['msg'] and '0' * 64 in failed['msg']
+    assert fakes['services'].calls == []
+
+
+def test_users_and_artifact_source_input_is_checked_before_anything(site, fakes):
+    failed = run(args(site, steps=['stage', 'users', 'stop'], staged=None, staging_dir=site['root'] + '_staging',
+                      top_dir='x', artifact_source=dict(url='gopher://127.0.0.1/x.tgz', checksum='0' * 64),
+                      users=dict(list_command=['who'], message_command=['tell'])), expect=FailJson)
+    assert 'the scheme must be one of' in failed['msg'] and '{message}' in failed['msg']
+    assert fakes['services'].calls == [] and fakes['backup'].calls == []
