@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import base64
 import json
-import ntpath
 import os
 import re
 import socket
@@ -360,8 +359,8 @@ class WindowsHost:
         return path.rstrip('/\\') or path
 
     def listdir(self, path):
-        res = self.must('ansible.windows.win_find', dict(paths=[native(path)], file_type='any', hidden=True, recurse=False,
-                                                          get_checksum=False), 'list %s' % path)
+        args = dict(paths=[native(path)], file_type='any', hidden=True, recurse=False, get_checksum=False)
+        res = self.must('ansible.windows.win_find', args, 'list %s' % path)
         return [f.get('filename') for f in res.get('files') or []]
 
     def read_bytes(self, path):
