@@ -476,7 +476,8 @@ class WindowsHost:
                     for dependent in entry.get('dependency_of') or []:
                         if dependent.lower() not in listed:
                             listed.add(dependent.lower())
-                            add(dict(name=dependent, timeout=svc.get('timeout'), kill_after=svc.get('kill_after')), depth + 1)
+                            inherited = dict((k, svc[k]) for k in ('timeout', 'kill_after') if svc.get(k) is not None)
+                            add(dict(inherited, name=dependent), depth + 1)
             ordered.append(svc)
         for svc in params.get('services') or []:
             add(dict(svc), 0)
