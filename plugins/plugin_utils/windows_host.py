@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import base64
 import json
-import ntpath
 import os
 import re
 import socket
@@ -360,8 +359,8 @@ class WindowsHost:
         return path.rstrip('/\\') or path
 
     def listdir(self, path):
-        res = self.must('ansible.windows.win_find', dict(paths=[native(path)], file_type='any', hidden=True, recurse=False,
-                                                          get_checksum=False), 'list %s' % path)
+        args = dict(paths=[native(path)], file_type='any', hidden=True, recurse=False, get_checksum=False)
+        res = self.must('ansible.windows.win_find', args, 'list %s' % path)
         return [f.get('filename') for f in res.get('files') or []]
 
     def read_bytes(self, path):
@@ -477,7 +476,8 @@ class WindowsHost:
                     for dependent in entry.get('dependency_of') or []:
                         if dependent.lower() not in listed:
                             listed.add(dependent.lower())
-                            add(dict(name=dependent, timeout=svc.get('timeout'), kill_after=svc.get('kill_after')), depth + 1)
+                            inherited = dict((k, svc[k]) for k in ('timeout', 'kill_after') if svc.get(k) is not None)
+                            add(dict(inherited, name=dependent), depth + 1)
             ordered.append(svc)
         for svc in params.get('services') or []:
             add(dict(svc), 0)

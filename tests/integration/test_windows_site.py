@@ -112,7 +112,7 @@ def client_args(lab, host, run_id):
     return args
 
 
-def run(lab, hosts_args, tmp_path, name):
+def run(lab, hosts_args, tmp_path, name, check=False):
     """One play per group of hosts (the server, then the clients), every host marked Windows; results by host."""
     inventory = {'all': {'hosts': dict((host, {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable,
                                                'clinops_upgrade_host_os': 'windows', 'cutover': args})
@@ -122,7 +122,7 @@ def run(lab, hosts_args, tmp_path, name):
         yaml.safe_dump(inventory, handle)
     play = [{'name': name, 'hosts': 'all', 'gather_facts': False,
              'tasks': [{'name': 'cutover', 'clinops.upgrade.upgrade_cutover': '{{ cutover }}', 'ignore_errors': True}]}]
-    result = run_playbook(play, inventory=path, env=lab.env)
+    result = run_playbook(play, inventory=path, env=lab.env, check=check)
     return dict((host, result.result('cutover', host)) for host in hosts_args)
 
 
@@ -145,6 +145,17 @@ def c_echo(lab):
     finally:
         if assoc.is_established:
             assoc.release()
+
+
+def test_a_database_step_on_a_windows_host_is_refused_before_anything_stops(site, tmp_path):
+    pids = site.supervisor_pids()
+    args = dict(server_args(site, 'win-refused'), backup=dict(engine='sqlite', path=site.db,
+                                                              dest=os.path.join(host_dir(site, 'server1'), 'backups')))
+    refused = run(site, {'server1': args}, tmp_path, 'refused')['server1']
+    assert refused.get('failed') and refused['host_os'] == 'windows'
+    assert 'invalid input, nothing was stopped' in refused['msg'] and 'db_backup is not carried out on Windows hosts' in refused['msg']
+    assert site.supervisor_pids() == pids and site.version('server1') == OLD
+    assert not os.path.exists(site.install('server1') + '_staging')
 
 
 def test_a_release_whose_service_does_not_start_is_rolled_back_on_the_windows_path(site, tmp_path):
@@ -192,6 +203,14 @@ def test_the_site_is_upgraded_through_the_windows_host(site, tmp_path):
     before_rows = site.product_rows()
     for host in site.hosts:
         begin(site, host, 'win-good')
+
+    # check mode: the plan, read from the journal on the host; nothing moves
+    entries = len(journal(site, 'server1'))
+    plan = run(site, {'server1': server_args(site, 'win-good')}, tmp_path, 'plan', check=True)['server1']
+    assert not plan.get('failed'), plan
+    assert plan['changed'] and plan['pending'] == server_args(site, 'win-good')['steps'] and plan['steps'] == []
+    assert site.version('server1') == OLD and len(journal(site, 'server1')) == entries
+    assert not os.path.exists(site.install('server1') + '_staging')
 
     server = run(site, {'server1': server_args(site, 'win-good')}, tmp_path, 'server')['server1']
     assert not server.get('failed'), server

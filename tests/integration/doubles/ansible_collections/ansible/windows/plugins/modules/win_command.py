@@ -21,19 +21,22 @@ def main():
         mod.exit_json(changed=False, skipped=True, msg='check mode')
     if exe == 'sc.exe' and len(argv) == 3 and argv[1] == 'stop':
         found = service_state(argv[2])
+        # like the real module, a non-zero exit code is a failed task (with its rc)
         if found is None:
-            mod.exit_json(changed=True, rc=1060, stdout='[SC] OpenService FAILED 1060', stderr='', cmd=' '.join(argv))
+            mod.fail_json(msg='non-zero return code', rc=1060, stdout='[SC] OpenService FAILED 1060', stderr='', cmd=' '.join(argv))
         if found['state'] == 'stopped':
-            mod.exit_json(changed=True, rc=1062, stdout='[SC] ControlService FAILED 1062', stderr='', cmd=' '.join(argv))
+            mod.fail_json(msg='non-zero return code', rc=1062, stdout='[SC] ControlService FAILED 1062', stderr='', cmd=' '.join(argv))
         rc, out = supervisorctl(found['config'], 'stop', found['name'])
-        mod.exit_json(changed=True, rc=0 if rc == 0 else 1, stdout=out, stderr='', cmd=' '.join(argv))
+        if rc != 0:
+            mod.fail_json(msg='non-zero return code', rc=1, stdout=out, stderr='', cmd=' '.join(argv))
+        mod.exit_json(changed=True, rc=0, stdout=out, stderr='', cmd=' '.join(argv))
     if exe == 'taskkill.exe' and '/PID' in argv:
         pid = int(argv[argv.index('/PID') + 1])
         try:
             os.kill(pid, signal.SIGKILL)
             mod.exit_json(changed=True, rc=0, stdout='SUCCESS', stderr='', cmd=' '.join(argv))
         except OSError as exc:
-            mod.exit_json(changed=True, rc=128, stdout='', stderr=str(exc), cmd=' '.join(argv))
+            mod.fail_json(msg='non-zero return code', rc=128, stdout='', stderr=str(exc), cmd=' '.join(argv))
     proc = subprocess.run(argv, cwd=p['chdir'] or None, capture_output=True, text=True, check=False)
     result = dict(changed=True, rc=proc.returncode, stdout=proc.stdout, stderr=proc.stderr, cmd=' '.join(argv))
     if proc.returncode != 0:
