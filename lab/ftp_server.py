@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The lab's vendor FTP server: a **real** FTP server (pyftpdlib) on 127.0.0.1 serving a folder read-only.
 
     python lab/ftp_server.py --dir DIR --port PORT --user USER --password-file FILE

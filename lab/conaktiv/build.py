@@ -149,8 +149,9 @@ def inventory_vars(root):
         'conaktiv_service_name': SERVICE,
         'conaktiv_service_backend': 'supervisor',
         'conaktiv_wait_seconds': 30,
-        # the lab upgrades at any hour (the window guard is tested on its own)
-        'upgrade_window': {},
+        # the lab upgrades at any hour: its upgrade_window removes the profile's from/to (a key set to null removes the
+        # profile's; the window guard itself is tested in tests/integration/test_window_guard.py)
+        'upgrade_window': {'from': None, 'to': None},
     }
 
 

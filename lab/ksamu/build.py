@@ -127,9 +127,11 @@ def make_database(dsn, password, rows):
 # ---------------------------------------------------------------- hosts
 
 def inventory_vars(root):
-    # the lab upgrades at any time (the profile's window is 21:00-06:00, as the vendor's scheduled task)
+    # the lab upgrades at any time: its upgrade_window removes the profile's forbidden hours 06:00-21:00 (a key set to
+    # null removes the profile's; the window guard itself is tested in tests/integration/test_window_guard.py)
     return {'upgrade_install_root': '{{ upgrade_lab_hosts }}/{{ inventory_hostname }}/opt/KSAMU',
-            'upgrade_release_source': os.path.join(root, 'releases'), 'upgrade_window': {}}
+            'upgrade_release_source': os.path.join(root, 'releases'),
+            'upgrade_window': {'forbidden_hours': None, 'days': None}}
 
 
 def _install(site, base):

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """ConAktiv admin tool stand-in (run from the server folder, or with --root).
 
   who                   the logged-on users, one a line

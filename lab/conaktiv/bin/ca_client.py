@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """ConAktiv client stand-in: one user's session on the server; writes every message it is shown to its own log.
 
   ca_client.py --port PORT --user NAME --log FILE [--on-message logoff|stay] [--delay SECONDS]

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """ConAktiv server stand-in: keeps the logged-on user sessions, shows server messages to them, answers admin commands.
 
 Line protocol on 127.0.0.1:<Server.json port>:
