@@ -29,6 +29,16 @@ class Display:
         self.lines.append(msg)
 
 
+class VariableManager:
+    """What the callback asks of a play's variable manager: the play's hosts and whether it runs in check mode."""
+
+    def __init__(self, play):
+        self.play = play
+
+    def get_vars(self, play=None):  # pylint: disable=unused-argument
+        return {'ansible_play_hosts_all': list(self.play.hosts), 'ansible_check_mode': self.play.check_mode}
+
+
 class Play:
     def __init__(self, name, hosts, check_mode=False):
         self.name, self.hosts, self.check_mode = name, hosts, check_mode
@@ -37,13 +47,7 @@ class Play:
         return self.name
 
     def get_variable_manager(self):
-        play = self
-
-        class VariableManager:
-            def get_vars(self, play=None):  # pylint: disable=unused-argument,redefined-outer-name
-                return {'ansible_play_hosts_all': list(play_.hosts), 'ansible_check_mode': play_.check_mode}
-        play_ = play
-        return VariableManager()
+        return VariableManager(self)
 
 
 def result(host, data, name='a task', ignore_unreachable=False):
