@@ -45,7 +45,7 @@ demo: setup
 	PRODUCT=$(PRODUCT) bash lab/demo.sh
 
 molecule: setup
-	cd extensions && molecule test -s default
+	cd extensions && molecule test -s default && molecule test -s imageserver
 
 bench: setup
 	$(PY) bench/run.py $(BENCH_ARGS)
