@@ -114,7 +114,7 @@ class ImageServerLab:
         for path in glob.glob(os.path.join(self.base, 'fs', 'fs*', '*', '*.xml')):
             with open(path, encoding='utf-8') as handle:
                 text = handle.read()
-            found[os.path.basename(path)] = text.split('version="', 1)[1].split('"', 1)[0]
+            found[os.path.basename(path)] = text.split('<StudyXml version="', 1)[1].split('"', 1)[0]
         return found
 
     def run(self, check=False, extra_vars=None):
@@ -314,6 +314,10 @@ def test_full_upgrade_drains_the_queues_first_then_a_rerun_changes_nothing(lab):
     assert entries(journal, 'post_jobs', 'started')[0]['started'] >= verify_end   # not in the downtime
     assert journal[-1]['result'] == 'upgraded'
 
+    # the ShredHostService goes on with the other WorkQueue entries: let it finish before the rerun is compared
+    deadline = time.monotonic() + 120
+    while lab.sql('SELECT count(*) FROM WorkQueue')[0][0] and time.monotonic() < deadline:
+        time.sleep(0.5)
     state = lab.state_hash()
     result = lab.run()
     assert result.rc == 0, result
@@ -381,6 +385,6 @@ def test_preflight_refuses_a_major_upgrade_without_the_prior_installer(lab):
     before, pids = lab.state_hash(), lab.pids()
     result = lab.run(check=True, extra_vars={'upgrade_prior_installer': os.path.join(lab.root, 'releases', 'missing.tar.gz')})
     assert result.rc != 0
+    assert 'preflight refused server1' in result.stdout
     assert "the prior version's installer" in result.stdout and 'upgrade_without_rollback' in result.stdout
-    assert lab.host_report()['result'] == 'refused'
     assert lab.state_hash() == before and lab.pids() == pids
