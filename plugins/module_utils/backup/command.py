@@ -166,9 +166,9 @@ class CommandEngine(Engine):
         raise BackupError('engine command has no connection')
 
     def probe(self):
-        """No server version; the size estimate is what ``output`` matches now (the previous backup, if kept)."""
+        """No server version; the size estimate is the largest thing ``output`` matches now (the previous backup, if kept)."""
         previous = snapshot(self.cmd['output'])
-        return None, sum(size for size, _mtime, _ino in previous.values()) or None
+        return None, max([size for size, _mtime, _ino in previous.values()] or [0]) or None
 
     def row_counts(self, database=None):
         return None
