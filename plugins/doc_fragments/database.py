@@ -39,15 +39,23 @@ options:
   login_user:
     description:
       - User to connect as. Unset means the engine's default (the OS user for PostgreSQL and MariaDB, SYSDBA for Firebird).
+      - For V(mssql), a SQL Server login (C(sqlcmd -U)); unset means Windows authentication (C(sqlcmd -E)) as the
+        account the task runs as.
     type: str
   login_password:
     description:
       - Password of O(login_user). It is never put on a command line or in the environment of another user,
         and never returned.
+      - For V(mssql) it reaches C(sqlcmd) in C(SQLCMDPASSWORD), in the environment of that one child process only.
     type: str
   login_unix_socket:
     description:
       - Folder of the PostgreSQL socket, or path of the MariaDB/MySQL socket file.
+    type: str
+  login_instance:
+    description:
+      - SQL Server named instance (V(mssql) only), such as V(SQLEXPRESS); C(sqlcmd -S tcp:host\instance)
+        finds its port through the SQL Server Browser. Give O(login_port) instead for a fixed port; not both.
     type: str
   path:
     description:

@@ -60,6 +60,7 @@ def database_argument_spec():
         login_user=dict(type='str'),
         login_password=dict(type='str', no_log=True),
         login_unix_socket=dict(type='str'),
+        login_instance=dict(type='str'),
         path=dict(type='path'),
         connect_timeout=dict(type='int', default=10),
     )

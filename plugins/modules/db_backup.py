@@ -13,8 +13,9 @@ author:
   - clinops.upgrade contributors (@clinops)
 description:
   - With O(state=present), backs up one database with the engine's own tool (C(pg_dump), C(mariadb-dump)/C(mysqldump),
-    SQLite's online backup API, C(gbak), C(tar) for an offline folder, C(BACKUP DATABASE) for SQL Server), verifies the
-    result and writes a JSON manifest beside it (C(<backup>.manifest.json)).
+    SQLite's online backup API, C(gbak), C(tar) for an offline folder, C(BACKUP DATABASE) for SQL Server, or the product's
+    own backup program with O(engine=command)), verifies the result and writes a JSON manifest beside it
+    (C(<backup>.manifest.json)).
   - The dump is streamed from the tool through an optional C(gzip)/C(zstd) into a temporary file in O(dest); the
     sha256 is computed on the stream while it is written, so the checksum costs no second read. Exceptions, written
     into the manifest as C(checksum_method) - PostgreSQL directory format (C(pg_dump) writes the files itself, in
@@ -49,10 +50,31 @@ description:
     V(files) archive is restored (or test-restored), its member list is checked; a member that would be written outside
     the folder (C(..), an absolute name, a member written through a symlink member, a hard link to a symlink) fails
     the restore before C(tar) writes anything.
-    V(mssql) - C(BACKUP DATABASE ... WITH COPY_ONLY, CHECKSUM) (the backup chain is untouched) and
-    C(RESTORE VERIFYONLY ... WITH CHECKSUM) through C(sqlcmd), on the SQL Server host.
-  - SQL Server cannot run on the machines this collection is tested on. The statements the module builds are covered by
-    unit tests; the round trips through C(sqlcmd) have not been tested against a server.
+    V(mssql) - C(BACKUP DATABASE [db] TO DISK = N'...' WITH COPY_ONLY, CHECKSUM, FORMAT, INIT) (the backup chain is
+    untouched), then C(RESTORE VERIFYONLY FROM DISK = N'...' WITH CHECKSUM), through C(sqlcmd) on the SQL Server host
+    (SQL Server writes the file; the module hashes it). Server C(tcp:login_host,login_port) or the named instance
+    O(login_instance); Windows authentication (C(sqlcmd -E)) without O(login_user), else a SQL login whose password
+    reaches C(sqlcmd) in C(SQLCMDPASSWORD). Identifiers are quoted C([name]) with C(]) doubled, strings C(N'...') with
+    C(') doubled; a database name that is empty, longer than 128 characters or holds a control character is refused
+    before anything runs. The restore (rollback) restores under a scratch name with its files moved, counts its rows,
+    drops it, then restores over the target C(WITH REPLACE) after C(SET SINGLE_USER WITH ROLLBACK IMMEDIATE) (other
+    sessions are ended) and sets C(MULTI_USER) again, also when the restore fails.
+    V(command) - the product's own backup program (O(command.argv), in O(command.chdir), with
+    O(command.environment) and O(login_password) in O(command.password_env), killed after O(command.timeout)).
+    What it wrote is what matches O(command.output) after the run and did not match (or had another size, time or
+    inode) before it; an exit code other than 0, or nothing
+    written, fails the task and stores nothing. Those files are stored in O(dest) as one C(tar) (format V(tar)), every
+    file's sha256 in the manifest. V(quick) re-reads every file from the archive and compares its sha256 with the one
+    taken right after the program wrote it, then runs O(command.verify_argv) when given; V(restore) also extracts the
+    archive and compares the file count and bytes. A restore runs O(command.restore_argv), or puts every file back
+    where the program wrote it (each through a temporary file and a rename).
+  - SQL Server cannot run on the machines this collection is tested on. The T-SQL, the C(sqlcmd) argument list and its
+    environment are checked by unit tests, and the integration tests run the module against a C(sqlcmd) double
+    (a small script that refuses options the real C(sqlcmd) does not have, and a password on its command line) for a
+    backup, a verification and a restore. C(sqlcmd) is used rather than the C(lowlydba.sqlserver) modules because those
+    need PowerShell and the dbatools module on the host and run as separate tasks, while db_backup runs in-process
+    inside the upgrade engine and must hash and verify the file it just wrote; C(sqlcmd) ships with SQL Server
+    (C(mssql-tools18) or go-sqlcmd on Linux).
 extends_documentation_fragment:
   - clinops.upgrade.database
   - clinops.upgrade.attributes
@@ -70,9 +92,73 @@ attributes:
     platforms: posix
 requirements:
   - the engine's client programs on the managed node (C(pg_dump) and C(pg_restore); C(mariadb-dump) or C(mysqldump) and
-    C(mariadb) or C(mysql); C(gbak); C(tar); C(sqlcmd)), and C(gzip) or C(zstd) for that compression
+    C(mariadb) or C(mysql); C(gbak); C(tar); C(sqlcmd); the product's backup program and C(tar) for V(command)), and
+    C(gzip) or C(zstd) for that compression
   - psycopg (PostgreSQL), PyMySQL (MariaDB/MySQL), firebird-driver (Firebird) for sizes and row counts
 options:
+  engine:
+    description:
+      - The database engine, as in the collection's database options, plus V(command).
+      - V(postgresql) uses psycopg and the PostgreSQL client programs; V(mysql) covers MariaDB and MySQL
+        through PyMySQL and the mariadb/mysql client programs; V(sqlite) uses Python's sqlite3 on O(path);
+        V(firebird) uses firebird-driver and C(gbak) on O(path) (FireBird and RedDatabase);
+        V(files) is an offline folder such as an embedded Derby database or a 4D data folder, at O(path);
+        V(mssql) is Microsoft SQL Server through C(sqlcmd); V(command) is the product's own backup program (O(command)).
+    type: str
+    required: true
+    choices: [postgresql, mysql, sqlite, firebird, files, mssql, command]
+  command:
+    description:
+      - The product's own backup program, for O(engine=command) only (refused with another engine).
+    type: dict
+    suboptions:
+      argv:
+        description:
+          - The backup program and its arguments, run without a shell. A bare name is looked up in O(bin_dir) when
+            set, else in C(PATH). Required with O(engine=command).
+        type: list
+        elements: str
+      chdir:
+        description:
+          - Working folder of the backup, verify and restore programs.
+        type: path
+      timeout:
+        description:
+          - Seconds the backup (and each verify or restore) program may run; it is then killed with its whole
+            process group and the task fails.
+        type: int
+        default: 3600
+      environment:
+        description:
+          - Variables added to the programs' environment. Not for secrets (they are shown like any option); see
+            O(command.password_env).
+        type: dict
+        default: {}
+      password_env:
+        description:
+          - Name of an environment variable that gets O(login_password) (a C(no_log) option) for the backup, verify and
+            restore programs, so a password never appears on their command line or in the task's output.
+        type: str
+      output:
+        description:
+          - Absolute path or glob (C(*), C(?), C([...]), C(**)) of what the backup program writes, such as
+            C(/srv/conaktiv/Backup/*.cab). Required with O(engine=command).
+          - The files and folders that match after the run and did not match before it, or matched with another size,
+            modification time or inode, are the backup. The program's own files are left where it wrote them.
+        type: str
+      verify_argv:
+        description:
+          - A program that checks the backup, run after the checksums with C({backup}) in its arguments replaced by
+            an extracted copy (the file when the backup holds one file, else the folder holding them). Exit code 0
+            means good.
+        type: list
+        elements: str
+      restore_argv:
+        description:
+          - With O(state=restored), the program that restores the backup, with C({backup}) replaced as in
+            O(command.verify_argv). Unset means every file is put back where the backup program wrote it.
+        type: list
+        elements: str
   state:
     description:
       - V(present) takes a backup (or reuses one, see O(label)).
@@ -94,13 +180,14 @@ options:
       - Characters other than letters, digits, C(.), C(_) and C(-) in the values become C(_); with no O(label),
         C({label}) and the separator before it are dropped. The extension (C(.dump), C(.dir), C(.sql), C(.sqlite),
         C(.fbk), C(.tar), C(.bak), plus C(.gz)/C(.zst) when the module compresses) is appended unless present.
-      - Unset means C({engine}_{database}_{label}_{timestamp}); C({database}) is O(database), or the base name of O(path).
+      - Unset means C({engine}_{database}_{label}_{timestamp}); C({database}) is O(database), or the base name of O(path)
+        (for V(command), of the program in O(command.argv)).
       - A template with C(/), a backslash or C(..) is refused.
     type: str
   format:
     description:
       - Backup format. Only V(postgresql) has a choice, V(custom) (default) or V(directory). The other engines have one
-        format each, the default - V(sql) (mysql), V(sqlite), V(gbak) (firebird), V(tar) (files), V(bak) (mssql).
+        format each, the default - V(sql) (mysql), V(sqlite), V(gbak) (firebird), V(tar) (files, command), V(bak) (mssql).
     type: str
     choices: [custom, directory, sql, sqlite, gbak, tar, bak]
   compression:
@@ -131,9 +218,11 @@ options:
         MariaDB/MySQL the C(-- Dump completed) trailer (after decompressing the whole file when compressed),
         SQLite C(PRAGMA integrity_check) on the copy, Firebird a C(gbak) restore into a scratch database that is
         dropped again (gbak has no read-only check), C(tar --list) of the whole archive with its entry count compared
-        to the folder, SQL Server C(RESTORE VERIFYONLY WITH CHECKSUM).
-      - V(restore) - a test restore into a scratch database (a scratch file or folder for V(sqlite) and V(files))
-        whose per-table row counts (entry count and bytes for V(files)) are compared with the source, then dropped.
+        to the folder, SQL Server C(RESTORE VERIFYONLY WITH CHECKSUM), V(command) every file re-read from the archive
+        against the sha256 taken when the program wrote it, then O(command.verify_argv).
+      - V(restore) - a test restore into a scratch database (a scratch file or folder for V(sqlite), V(files) and V(command))
+        whose per-table row counts (entry count and bytes for V(files), file count and bytes for V(command)) are compared
+        with the source, then dropped.
         PostgreSQL counts the source rows in the very snapshot C(pg_dump) dumps; the other engines count them just
         before the dump, so a database that is written to meanwhile fails the comparison.
       - A backup that fails verification is deleted and the module fails. A reused or restored backup is checked
@@ -172,6 +261,7 @@ options:
       - With O(state=restored), restore under this name instead of O(database). For V(sqlite), V(firebird) and
         V(files), the file or folder path to restore to instead of O(path).
       - An existing target is replaced only after the restored copy passed its checks.
+      - Refused for V(command) (see O(command.restore_argv)).
     type: str
   bin_dir:
     description:
@@ -182,6 +272,7 @@ options:
 notes:
   - O(engine=firebird) needs O(path) (the database file as the server sees it); run the module on the database host.
   - O(state=restored) always reports RV(ignore:changed=true); every run restores.
+  - O(login_instance) applies to O(engine=mssql) only.
   - The module does not hold locks; stop the product's services first for O(engine=files) and for a restore.
 seealso:
   - name: community.postgresql.postgresql_db
@@ -229,6 +320,27 @@ EXAMPLES = r"""
     path: /opt/imageserver/derby
     dest: /var/backups/clinops
     compression: gzip
+
+- name: Back up the ImageServer database on SQL Server (Windows authentication, named instance)
+  clinops.upgrade.db_backup:
+    engine: mssql
+    database: ImageServer
+    login_host: 127.0.0.1
+    login_instance: SQLEXPRESS
+    dest: /var/opt/mssql/backup/clinops
+    label: pre-upgrade-13.2
+
+- name: Back up ConAktiv with its own backup program, then check what it wrote
+  clinops.upgrade.db_backup:
+    engine: command
+    database: conaktiv
+    command:
+      argv: [/opt/conaktiv/bin/ca-admin, backup, --to, /srv/conaktiv/Backup]
+      timeout: 1800
+      output: /srv/conaktiv/Backup/*.cab
+      verify_argv: [/opt/conaktiv/bin/ca-admin, verify, "{backup}"]
+    dest: /var/backups/clinops
+    label: pre-upgrade
 
 - name: Roll back - restore the pre-upgrade backup
   clinops.upgrade.db_backup:

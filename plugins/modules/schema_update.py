@@ -69,7 +69,11 @@ options:
     description:
       - In O(command) mode, an SQL query whose first column of the first row is the database's version
         (no row or NULL means no version yet). It runs on the connection given by the connection options, so
-        O(engine) must be V(postgresql), V(mysql), V(sqlite) or V(firebird).
+        O(engine) must be V(postgresql), V(mysql), V(sqlite), V(firebird) or V(mssql).
+      - For V(mssql) the query runs through C(sqlcmd) on the managed host (found in PATH), as
+        C(SET NOCOUNT ON; USE [database]; <query>), with Windows authentication, or a SQL login whose password
+        reaches C(sqlcmd) in C(SQLCMDPASSWORD) (never on its command line). C(sqlcmd) prints SQL NULL as C(NULL),
+        which counts as no version.
     type: str
   version_command:
     description:
@@ -141,13 +145,16 @@ attributes:
   platform:
     platforms: posix
 notes:
-  - Engines V(files) and V(mssql) are refused in O(migrations) mode and with O(version_query).
+  - Engines V(files) and V(mssql) are refused in O(migrations) mode; V(files) also with O(version_query).
+  - SQL Server cannot run where this collection is tested; the V(mssql) version query is tested against a C(sqlcmd)
+    double that refuses options the real C(sqlcmd) does not have (see docs/DATABASES.md).
   - The history table, the Firebird lock table and the lock name depend on O(history_table), so two
     applications can keep separate histories in one database.
   - Old migration files may be removed from the folder once applied; their history entries are then not
     checked. An applied entry newer than every file means the database is newer than the release and is refused.
 requirements:
   - psycopg 3 (postgresql), PyMySQL (mysql), firebird-driver (firebird) on the managed host.
+  - C(sqlcmd) (mssql-tools18 or go-sqlcmd) on the managed host for O(version_query) with V(mssql).
 seealso:
   - name: Flyway schema history
     description: The design this module's history table and checksums follow.

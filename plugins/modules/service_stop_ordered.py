@@ -191,12 +191,14 @@ options:
       query:
         description:
           - SQL query whose first column of the first row is the count, run on O(drain.connection).
+          - For V(mssql) it runs through C(sqlcmd) on the host (found in PATH), prefixed with C(SET NOCOUNT ON;) and
+            C(USE [database];); a SQL login's password reaches C(sqlcmd) in C(SQLCMDPASSWORD), never on its command line.
           - Not supported on Windows hosts.
         type: str
       connection:
         description:
           - Database connection for O(drain.query), with the keys of the collection's database options.
-          - Engines V(postgresql), V(mysql), V(sqlite) and V(firebird) are supported.
+          - Engines V(postgresql), V(mysql), V(sqlite), V(firebird) and V(mssql) are supported.
         type: dict
         suboptions:
           engine:
@@ -228,6 +230,10 @@ options:
           login_unix_socket:
             description:
               - Folder of the PostgreSQL socket, or path of the MariaDB/MySQL socket file.
+            type: str
+          login_instance:
+            description:
+              - SQL Server named instance (V(mssql) only); give O(drain.connection.login_port) instead for a fixed port.
             type: str
           path:
             description:

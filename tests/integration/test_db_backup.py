@@ -7,11 +7,13 @@ import json
 import os
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
+import sqlcmd_double
 from harness import run_task
 from servers import PASSWORD
 
@@ -617,3 +619,168 @@ def test_unknown_engine_and_missing_dest_parent(tmp_path):
     result = run_task(MODULE, dict(engine='sqlite', path=str(tmp_path / 'missing.db'), dest=str(tmp_path / 'a' / 'b')))
     assert result.get('failed') and 'does not exist' in result['msg']
     assert listing(str(tmp_path)) == []
+
+
+# --------------------------------------------------------------------------------------------
+# SQL Server: no server runs here; the module runs for real against the sqlcmd double (tests/integration/sqlcmd_double.py)
+
+def mssql_env(bindir):
+    return {'PATH': os.pathsep.join([bindir, os.path.dirname(sys.executable), os.environ.get('PATH', '')])}
+
+
+def test_mssql_backup_verify_and_rollback_through_sqlcmd(tmp_path):
+    bindir = str(tmp_path / 'bin')
+    sqlcmd_double.install(bindir, {'product_version': '16.0.4135.4', 'queries': {},
+                                   'databases': {"Image]Server's": {'tables': {'dbo.Study': 12, 'dbo.Series': 40}}}})
+    dest = str(tmp_path / 'bk')
+    args = dict(engine='mssql', database="Image]Server's", login_user='backup_op', login_password='Sql-S3cret!',
+                dest=dest, label='pre-13.2', verify='restore')
+    result = run_task(MODULE, args, env=mssql_env(bindir))
+    assert not result.get('failed'), result.get('msg')
+    calls = sqlcmd_double.calls(bindir)
+    statements = [c['statement'] for c in calls if c['statement']]
+    tmp = [s for s in statements if s.startswith('BACKUP DATABASE')][0]
+    backup_file = tmp.split("TO DISK = N'")[1].split("'")[0]
+    assert tmp == ("BACKUP DATABASE [Image]]Server's] TO DISK = N'%s' WITH COPY_ONLY, CHECKSUM, FORMAT, INIT, NO_COMPRESSION,"
+                   " NAME = N'pre-13.2'" % backup_file)
+    assert "RESTORE VERIFYONLY FROM DISK = N'%s' WITH CHECKSUM" % backup_file in statements
+    # the password reached sqlcmd only through its environment
+    assert all(c['password_in_env'] and 'Sql-S3cret!' not in json.dumps(c['argv']) for c in calls)
+    assert all(c['argv'][:2] == ['-U', 'backup_op'] and '-x' in c['argv'] and '-P' not in c['argv'] for c in calls if c['statement'])
+    # what SQL Server wrote is what the manifest describes (the double writes the file as the server would)
+    assert manifest_of(result['backup_path'])['sha256'] == sha256_of(result['backup_path'])
+    assert result['row_counts'] == {'dbo.Series': 40, 'dbo.Study': 12}
+    assert sqlcmd_double.read_state(bindir)['databases'].keys() == {"Image]Server's"}  # the scratch copy was dropped
+
+    # the upgrade changed the data; the rollback restores it over the database, other sessions ended first
+    state = sqlcmd_double.read_state(bindir)
+    state['databases']["Image]Server's"]['tables']['dbo.Study'] = 99
+    sqlcmd_double.write_state(bindir, state)
+    restored = run_task(MODULE, dict(args, state='restored', verify='quick'), env=mssql_env(bindir))
+    assert not restored.get('failed'), restored.get('msg')
+    state = sqlcmd_double.read_state(bindir)
+    assert state['databases'] == {"Image]Server's": {'tables': {'dbo.Series': 40, 'dbo.Study': 12}}}
+    assert state['events'][-3:] == ["single_user Image]Server's", "restored Image]Server's from %s" % result['backup_path'],
+                                    "multi_user Image]Server's"]
+
+
+def test_mssql_unsafe_name_and_server_error(tmp_path):
+    bindir = str(tmp_path / 'bin')
+    sqlcmd_double.install(bindir)
+    dest = str(tmp_path / 'bk')
+    refused = run_task(MODULE, dict(engine='mssql', database='pmod\nGO\nDROP DATABASE pmod', dest=dest), env=mssql_env(bindir))
+    assert refused.get('failed') and 'control character' in refused['msg'], refused
+    assert sqlcmd_double.calls(bindir) == [] and listing(str(tmp_path)) == ['bin']
+    # Windows authentication (-E) against a database the server does not have: SQL Server's own message, nothing left
+    missing = run_task(MODULE, dict(engine='mssql', database='NoSuchDb', login_instance='SQLEXPRESS', dest=dest),
+                       env=mssql_env(bindir))
+    assert missing.get('failed') and "Database 'NoSuchDb' does not exist" in missing['msg'], missing
+    backup_call = [c for c in sqlcmd_double.calls(bindir) if (c['statement'] or '').startswith('BACKUP')][0]
+    assert backup_call['argv'][:3] == ['-E', '-S', 'tcp:127.0.0.1\\SQLEXPRESS'] and not backup_call['password_in_env']
+    assert listing(dest) == []
+
+
+# --------------------------------------------------------------------------------------------
+# engine command: a tiny real stand-in for a vendor's backup program, real files and checksums
+
+VENDOR_BACKUP = '''\
+import os, sys, time, zipfile
+data, out = sys.argv[1], sys.argv[2]
+if os.environ.get('VENDOR_MODE') == 'fail':
+    print('ca-backup: the database is locked by user 7'); sys.exit(3)
+if os.environ.get('VENDOR_MODE') == 'nothing':
+    print('ca-backup: nothing to back up'); sys.exit(0)
+assert os.environ.get('CA_PASSWORD') == 'Vend0r!', 'no password'
+name = os.path.join(out, 'conaktiv_%d.cab' % time.time_ns())
+with zipfile.ZipFile(name, 'w') as z:
+    for f in sorted(os.listdir(data)):
+        z.write(os.path.join(data, f), f)
+print('ca-backup: wrote', name)
+'''
+VENDOR_VERIFY = 'import sys, zipfile\nsys.exit(0 if zipfile.ZipFile(sys.argv[1]).testzip() is None else 4)\n'
+VENDOR_RESTORE = '''\
+import os, sys, zipfile
+zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])
+open(os.path.join(sys.argv[2], 'restored-by-vendor'), 'w').close()
+'''
+
+
+def vendor(tmp_path):
+    folder = tmp_path / 'vendor'
+    (folder / 'data').mkdir(parents=True)
+    (folder / 'Backup').mkdir()
+    for name, text in (('backup.py', VENDOR_BACKUP), ('verify.py', VENDOR_VERIFY), ('restore.py', VENDOR_RESTORE)):
+        (folder / name).write_text(text)
+    for i in range(3):
+        (folder / 'data' / ('user%d.dat' % i)).write_bytes(os.urandom(2000 + i))
+    return folder
+
+
+def command_args(folder, dest, **extra):
+    args = dict(engine='command', database='conaktiv', dest=dest, label='pre-7.1', login_password='Vend0r!',
+                command=dict(argv=[sys.executable, str(folder / 'backup.py'), str(folder / 'data'), str(folder / 'Backup')],
+                             output=str(folder / 'Backup' / '*.cab'), password_env='CA_PASSWORD', timeout=60,
+                             verify_argv=[sys.executable, str(folder / 'verify.py'), '{backup}']))
+    args.update(extra)
+    return args
+
+
+def test_command_engine_backup_verify_and_restore(tmp_path):
+    folder = vendor(tmp_path)
+    dest = str(tmp_path / 'bk')
+    result = run_task(MODULE, command_args(folder, dest, verify='restore'))
+    assert not result.get('failed'), result.get('msg')
+    written = sorted(os.listdir(str(folder / 'Backup')))
+    assert len(written) == 1 and result['manifest']['members'] == written
+    cab = str(folder / 'Backup' / written[0])
+    manifest = manifest_of(result['backup_path'])
+    # the manifest holds the real checksum of what the program wrote, and of the stored archive
+    assert manifest['written'] == {written[0]: {'size': os.path.getsize(cab), 'sha256': sha256_of(cab)}}
+    assert manifest['sha256'] == sha256_of(result['backup_path']) and manifest['verification']['ok'] is True
+    assert any('the verify command' in check for check in manifest['verification']['checks'])
+    assert 'Vend0r!' not in json.dumps(result)
+    assert listing(dest) == sorted([os.path.basename(result['backup_path']), os.path.basename(result['backup_path']) + '.manifest.json'])
+    # reused with its label while it still checks out
+    assert run_task(MODULE, command_args(folder, dest))['reused'] is True
+
+    # rollback by files: the program's backup is put back where it wrote it, byte for byte
+    original = sha256_of(cab)
+    os.unlink(cab)
+    back = run_task(MODULE, command_args(folder, dest, state='restored'))
+    assert not back.get('failed'), back.get('msg')
+    assert sha256_of(cab) == original and sorted(os.listdir(str(folder / 'Backup'))) == written
+    # rollback through the vendor's restore program, given the extracted copy
+    target = tmp_path / 'restored-data'
+    target.mkdir()
+    args = command_args(folder, dest, state='restored')
+    args['command']['restore_argv'] = [sys.executable, str(folder / 'restore.py'), '{backup}', str(target)]
+    back = run_task(MODULE, args)
+    assert not back.get('failed'), back.get('msg')
+    assert sorted(os.listdir(str(target))) == ['restored-by-vendor', 'user0.dat', 'user1.dat', 'user2.dat']
+    assert sha256_of(str(target / 'user1.dat')) == sha256_of(str(folder / 'data' / 'user1.dat'))
+    assert not [n for n in listing(dest) if n.startswith('.')]
+
+
+@pytest.mark.parametrize('mode, words', [
+    ('fail', 'exited with 3: ca-backup: the database is locked by user 7'),
+    ('nothing', 'exited with 0 but wrote nothing matching'),
+])
+def test_command_engine_refuses_a_failed_or_empty_backup(tmp_path, mode, words):
+    folder = vendor(tmp_path)
+    dest = str(tmp_path / 'bk')
+    args = command_args(folder, dest)
+    args['command']['environment'] = {'VENDOR_MODE': mode}
+    result = run_task(MODULE, args)
+    assert result.get('failed') and words in result['msg'], result
+    assert listing(dest) == [] and os.listdir(str(folder / 'Backup')) == []
+
+
+def test_command_engine_damaged_archive_is_not_reused(tmp_path):
+    folder = vendor(tmp_path)
+    dest = str(tmp_path / 'bk')
+    first_run = run_task(MODULE, command_args(folder, dest))
+    assert not first_run.get('failed'), first_run.get('msg')
+    flip_byte(first_run['backup_path'])
+    again = run_task(MODULE, command_args(folder, dest))
+    assert not again.get('failed') and again['reused'] is False and again['rejected'][0]['backup_path'] == first_run['backup_path']
+    assert len(os.listdir(str(folder / 'Backup'))) == 2

@@ -16,6 +16,7 @@ import pytest
 
 from harness import COLLECTIONS, run_task
 import servers
+import sqlcmd_double
 
 sys.path.insert(0, COLLECTIONS)
 
@@ -423,6 +424,48 @@ def test_command_with_version_command_and_timeout(stand_in, tmp_path):
     ok = run_task(MODULE, dict(args, command=[tool, path, '7.0'], command_timeout=0))
     assert not ok.get('failed') and ok['changed'] and ok['to_version'] == '7.0', ok
     assert state() == ('7.0', 2)
+
+
+IS_QUERY = 'SELECT value FROM GlobalProperties WHERE property = 1'
+IS_TOOL = """\
+import json, sys
+state_file, version = sys.argv[1], sys.argv[2]
+with open(state_file) as handle:
+    state = json.load(handle)
+state['queries'][%r] = [version]
+with open(state_file, 'w') as handle:
+    json.dump(state, handle)
+print('schema upgraded to', version)
+""" % IS_QUERY
+
+
+def test_command_with_mssql_version_query_through_sqlcmd(tmp_path):
+    """No SQL Server here: the version is read through the sqlcmd double (it refuses what real sqlcmd would)."""
+    bindir = str(tmp_path / 'bin')
+    sqlcmd_double.install(bindir, {'product_version': '16.0.4135.4', 'databases': {'ImageServer': {'tables': {}}},
+                                   'queries': {IS_QUERY: ['13.1.0']}})
+    tool = tmp_path / 'is-schema-tool.py'
+    tool.write_text(IS_TOOL, encoding='utf-8')
+    env = {'PATH': os.pathsep.join([bindir, os.path.dirname(sys.executable), os.environ.get('PATH', '')])}
+    args = dict(engine='mssql', database='ImageServer', login_user='is_admin', login_password='Sql-S3cret!',
+                version_query=IS_QUERY, target='13.2.0',
+                command=[sys.executable, str(tool), sqlcmd_double.state_path(bindir), '13.2.0'])
+    res = run_task(MODULE, args, env=env)
+    assert not res.get('failed'), res
+    assert res['from_version'] == '13.1.0' and res['to_version'] == '13.2.0' and res['changed'] is True
+    assert sqlcmd_double.read_state(bindir)['queries'][IS_QUERY] == ['13.2.0']
+    calls = sqlcmd_double.calls(bindir)
+    assert [c['statement'] for c in calls] == ['SET NOCOUNT ON; USE [ImageServer]; %s' % IS_QUERY] * 2
+    assert all(c['password_in_env'] and c['argv'][:2] == ['-U', 'is_admin'] and 'Sql-S3cret!' not in json.dumps(c['argv'])
+               for c in calls)
+    again = run_task(MODULE, args, env=env)
+    assert again['changed'] is False and len(sqlcmd_double.calls(bindir)) == 3  # at the target: read once, not run
+
+    # a query SQL Server refuses fails before the tool runs, with SQL Server's message
+    bad = run_task(MODULE, dict(args, version_query='SELECT value FROM NoSuchTable', target='13.3.0',
+                                command=[sys.executable, str(tool), sqlcmd_double.state_path(bindir), '13.3.0']), env=env)
+    assert bad.get('failed') and 'Msg 208' in bad['msg'] and 'NoSuchTable' in bad['msg'], bad
+    assert sqlcmd_double.read_state(bindir)['queries'][IS_QUERY] == ['13.2.0']
 
 
 ORTHANC_QUERY = 'SELECT value FROM GlobalProperties WHERE property = 1'

@@ -16,6 +16,7 @@ import xmlrpc.client
 import pytest
 
 from harness import run_task
+import sqlcmd_double
 
 MODULE = 'clinops.upgrade.service_stop_ordered'
 
@@ -420,6 +421,34 @@ def test_drain_timeout(supervisord, tmp_path, on_timeout):
         assert any('on_timeout=proceed' in w for w in res.get('warnings', []))
         assert sup.state('dicom') == 'STOPPED'
         assert first(sup.events(), 'TERM', 'dicom') > started
+
+
+WORK_QUERY = "SELECT COUNT(*) FROM dbo.WorkQueue WHERE Status = 'InProgress'"
+
+
+def test_drain_query_on_mssql_through_sqlcmd(supervisord, tmp_path):
+    """No SQL Server here: the drain's count comes through the sqlcmd double (it refuses what real sqlcmd would)."""
+    sup = supervisord({'dicom': {'exit_delay': 0.2}})
+    bindir = str(tmp_path / 'bin')
+    sqlcmd_double.install(bindir, {'product_version': '16.0.4135.4', 'databases': {'ImageServer': {'tables': {}}},
+                                   'queries': {WORK_QUERY: {'sequence': [['2'], ['1'], ['0']]}}})
+    env = {'PATH': os.pathsep.join([bindir, os.path.dirname(sys.executable), os.environ.get('PATH', '')])}
+    services = [{'name': 'dicom', 'port': sup.ports['dicom']}]
+    drain = {'query': WORK_QUERY, 'interval': 1, 'max_wait': 30,
+             'connection': {'engine': 'mssql', 'database': 'ImageServer', 'login_instance': 'SQLEXPRESS'}}
+    res = run_task(MODULE, sup_args(sup, services, drain=drain), env=env)
+    assert not res.get('failed'), res
+    assert res['drain']['count'] == 0 and res['drain']['polls'] == 3 and res['drain']['timed_out'] is False
+    assert sup.state('dicom') == 'STOPPED'
+    calls = sqlcmd_double.calls(bindir)
+    assert [c['statement'] for c in calls] == ['SET NOCOUNT ON; USE [ImageServer]; %s' % WORK_QUERY] * 3
+    assert all(c['argv'][:3] == ['-E', '-S', 'tcp:127.0.0.1\\SQLEXPRESS'] and '-x' in c['argv'] for c in calls)
+
+    # a drain query SQL Server refuses stops nothing
+    sup.rpc.supervisor.startProcess('dicom')
+    bad = run_task(MODULE, sup_args(sup, services, drain=dict(drain, query='SELECT COUNT(*) FROM NoSuchTable')), env=env)
+    assert bad.get('failed') and 'Msg 208' in bad['msg'] and 'before anything was stopped' in bad['msg'], bad
+    assert sup.state('dicom') == 'RUNNING'
 
 
 @pytest.mark.parametrize('case', ['unknown_service', 'unknown_backend', 'duplicate', 'negative_timeout', 'only_unknown'])

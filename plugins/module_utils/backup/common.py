@@ -20,9 +20,9 @@ MANIFEST_VERSION = 1
 MANIFEST_SUFFIX = '.manifest.json'
 CHUNK = 1024 * 1024
 DEFAULT_FORMAT = {'postgresql': 'custom', 'mysql': 'sql', 'sqlite': 'sqlite', 'firebird': 'gbak', 'files': 'tar',
-                  'mssql': 'bak'}
+                  'mssql': 'bak', 'command': 'tar'}
 FORMATS = {'postgresql': ('custom', 'directory'), 'mysql': ('sql',), 'sqlite': ('sqlite',), 'firebird': ('gbak',),
-           'files': ('tar',), 'mssql': ('bak',)}
+           'files': ('tar',), 'mssql': ('bak',), 'command': ('tar',)}
 ALL_FORMATS = ('custom', 'directory', 'sql', 'sqlite', 'gbak', 'tar', 'bak')
 EXTENSIONS = {'custom': '.dump', 'directory': '.dir', 'sql': '.sql', 'sqlite': '.sqlite', 'gbak': '.fbk',
               'tar': '.tar', 'bak': '.bak'}

@@ -30,8 +30,12 @@ from ansible_collections.clinops.upgrade.plugins.module_utils.backup.common impo
     resolve_format,
     utc_timestamp,
 )
+from ansible_collections.clinops.upgrade.plugins.module_utils.backup.command import check_command_options, command_argument_spec
 from ansible_collections.clinops.upgrade.plugins.module_utils.backup.runner import Runner, elapsed
 from ansible_collections.clinops.upgrade.plugins.module_utils.database import ENGINES, check_connection_params, database_argument_spec, require_driver
+from ansible_collections.clinops.upgrade.plugins.module_utils.mssql import MssqlError, check_params as check_mssql_params
+
+BACKUP_ENGINES = ENGINES + ('command',)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -53,10 +57,18 @@ def parse_mode(value):
 
 def validate_options(params):
     """Everything about the input that can be checked without touching anything; returns derived settings."""
-    problem = check_connection_params(params, ENGINES)
+    problem = check_connection_params(params, BACKUP_ENGINES)
     if problem:
         raise BackupError(problem)
     engine = params['engine']
+    check_command_options(params)
+    if engine == 'mssql':
+        try:
+            check_mssql_params(params)
+        except MssqlError as exc:
+            raise BackupError(str(exc)) from None
+    elif params.get('login_instance'):
+        raise BackupError('login_instance applies to engine mssql only')
     state = params['state']
     if state == 'present' and not params.get('dest'):
         raise BackupError('state present needs dest (the backup folder)')
@@ -128,7 +140,9 @@ def module_kwargs():
         backup=dict(type='path'),
         target_database=dict(type='str'),
         bin_dir=dict(type='path'),
+        command=dict(type='dict', options=command_argument_spec()),
     )
+    argument_spec['engine']['choices'] = list(BACKUP_ENGINES)
     return dict(argument_spec=argument_spec, supports_check_mode=True)
 
 
@@ -146,7 +160,7 @@ def run(module):
         check_account(module.params.get('owner'), module.params.get('group'))
     except BackupError as exc:
         module.fail_json(msg=str(exc))
-    if module.params['engine'] not in ('sqlite', 'files', 'mssql'):
+    if module.params['engine'] not in ('sqlite', 'files', 'mssql', 'command'):
         require_driver(module, module.params['engine'])
 
     def terminated(signum, _frame):

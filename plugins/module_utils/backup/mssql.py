@@ -1,20 +1,41 @@
 # -*- coding: utf-8 -*-
 # Copyright: clinops.upgrade contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""db_backup engine ``mssql``: SQL Server through ``sqlcmd``; the server writes and reads the backup file itself."""
+"""db_backup engine ``mssql``: SQL Server through ``sqlcmd``; the server writes and reads the backup file itself.
+
+Backup: ``BACKUP DATABASE [db] TO DISK = N'...' WITH COPY_ONLY, CHECKSUM, FORMAT, INIT`` (a copy-only full backup:
+the site's own backup chain is untouched), then ``RESTORE VERIFYONLY FROM DISK = N'...' WITH CHECKSUM``; db_backup
+hashes the file SQL Server wrote (so it must run on the SQL Server host).  Restore (the rollback): the backup is
+verified again, restored under a scratch name with its files moved (``WITH MOVE``), its rows counted, then the
+target is restored over with ``REPLACE`` after ``SET SINGLE_USER WITH ROLLBACK IMMEDIATE`` (other sessions are
+ended) and set back to ``MULTI_USER`` whether the restore succeeded or not.
+
+Quoting, the ``sqlcmd`` command line and its environment (``SQLCMDPASSWORD``) live in ``module_utils/mssql.py``,
+shared with schema_update and service_stop_ordered.
+"""
 
 from __future__ import annotations
 
 import os
 
+from ansible_collections.clinops.upgrade.plugins.module_utils import mssql as _mssql
 from ansible_collections.clinops.upgrade.plugins.module_utils.backup.common import BackupError, first_line, safe_component, scratch_name
 from ansible_collections.clinops.upgrade.plugins.module_utils.backup.engine import Engine
 from ansible_collections.clinops.upgrade.plugins.module_utils.backup.streams import TailKeeper, hash_file
-from ansible_collections.clinops.upgrade.plugins.module_utils.database import DEFAULT_PORTS, quote_identifier
+
+
+def _name(database):
+    try:
+        return _mssql.quote_name(database, 'database')
+    except _mssql.MssqlError as exc:
+        raise BackupError(str(exc)) from None
 
 
 def mssql_literal(value):
-    return "N'%s'" % value.replace("'", "''")
+    try:
+        return _mssql.literal(value, 'path')
+    except _mssql.MssqlError as exc:
+        raise BackupError(str(exc)) from None
 
 
 def mssql_backup_statement(database, path, compression, label=None):
@@ -22,8 +43,7 @@ def mssql_backup_statement(database, path, compression, label=None):
     options = ['COPY_ONLY', 'CHECKSUM', 'FORMAT', 'INIT', 'COMPRESSION' if compression == 'gzip' else 'NO_COMPRESSION']
     if label:
         options.append('NAME = %s' % mssql_literal(label[:128]))
-    return 'BACKUP DATABASE %s TO DISK = %s WITH %s' % (
-        quote_identifier('mssql', database), mssql_literal(path), ', '.join(options))
+    return 'BACKUP DATABASE %s TO DISK = %s WITH %s' % (_name(database), mssql_literal(path), ', '.join(options))
 
 
 def mssql_verify_statement(path):
@@ -31,7 +51,7 @@ def mssql_verify_statement(path):
 
 
 def mssql_filelist_statement(path):
-    return 'RESTORE FILELISTONLY FROM DISK = %s' % mssql_literal(path)
+    return 'SET NOCOUNT ON; RESTORE FILELISTONLY FROM DISK = %s' % mssql_literal(path)
 
 
 def mssql_restore_statement(database, path, moves=None):
@@ -39,8 +59,16 @@ def mssql_restore_statement(database, path, moves=None):
     options = ['CHECKSUM', 'REPLACE', 'RECOVERY']
     for logical, physical in sorted((moves or {}).items()):
         options.append('MOVE %s TO %s' % (mssql_literal(logical), mssql_literal(physical)))
-    return 'RESTORE DATABASE %s FROM DISK = %s WITH %s' % (
-        quote_identifier('mssql', database), mssql_literal(path), ', '.join(options))
+    return 'RESTORE DATABASE %s FROM DISK = %s WITH %s' % (_name(database), mssql_literal(path), ', '.join(options))
+
+
+def mssql_replace_statement(database, path):
+    """The rollback: end other sessions (``SINGLE_USER``), restore over the database, and ``MULTI_USER`` again in any case."""
+    ident, name = _name(database), mssql_literal(database)
+    return ('IF DB_ID(%s) IS NOT NULL ALTER DATABASE %s SET SINGLE_USER WITH ROLLBACK IMMEDIATE; '
+            'BEGIN TRY %s; END TRY '
+            'BEGIN CATCH IF DB_ID(%s) IS NOT NULL ALTER DATABASE %s SET MULTI_USER; THROW; END CATCH; '
+            'ALTER DATABASE %s SET MULTI_USER' % (name, ident, mssql_restore_statement(database, path), name, ident, ident))
 
 
 def mssql_moves(filelist, target):
@@ -56,15 +84,15 @@ def mssql_moves(filelist, target):
 
 
 def mssql_drop_statement(database):
-    ident = quote_identifier('mssql', database)
+    ident = _name(database)
     return "IF DB_ID(%s) IS NOT NULL BEGIN ALTER DATABASE %s SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE %s; END" % (
         mssql_literal(database), ident, ident)
 
 
-def mssql_row_count_query():
-    return ("SET NOCOUNT ON; SELECT s.name + '.' + t.name + '|' + CAST(SUM(p.rows) AS varchar(20)) FROM sys.tables t"
+def mssql_row_count_query(database):
+    return ("SET NOCOUNT ON; USE %s; SELECT s.name + '.' + t.name + '|' + CAST(SUM(p.rows) AS varchar(20)) FROM sys.tables t"
             " JOIN sys.schemas s ON s.schema_id = t.schema_id JOIN sys.partitions p ON p.object_id = t.object_id"
-            " AND p.index_id IN (0, 1) WHERE t.is_ms_shipped = 0 GROUP BY s.name, t.name")
+            " AND p.index_id IN (0, 1) WHERE t.is_ms_shipped = 0 GROUP BY s.name, t.name" % _name(database))
 
 
 def mssql_size_query(database):
@@ -73,32 +101,33 @@ def mssql_size_query(database):
 
 
 class MssqlEngine(Engine):
-    """SQL Server through ``sqlcmd``; the server writes and reads the backup file itself.
-
-    SQL Server cannot run on the machines this collection is tested on: the statements are unit-tested,
-    the sqlcmd round trips are not.
-    """
+    """SQL Server through ``sqlcmd`` (``module_utils/mssql.py`` builds its command line and environment)."""
 
     engine = 'mssql'
     programs = (('sqlcmd', ['sqlcmd'], 'run BACKUP DATABASE on SQL Server'),)
-    error_patterns = (r'(?m)^Msg \d+, Level (1[1-9]|2\d)',)
+    error_patterns = (r'(?m)^Msg \d+, Level (1[1-9]|2\d)', r'(?m)^Sqlcmd: Error:')
 
     def env(self):
-        env = super().env()
-        if self.params.get('login_password') is not None:
-            env['SQLCMDPASSWORD'] = self.params['login_password']  # sqlcmd's documented way; only this child sees it
-        return env
+        return _mssql.env(self.params)  # SQLCMDPASSWORD for a SQL login: only this child sees it, never its argv
 
-    def sqlcmd(self, statement, database='master'):
-        server = 'tcp:%s,%d' % (self.params.get('login_host') or '127.0.0.1', self.params.get('login_port') or DEFAULT_PORTS['mssql'])
-        cmd = [self.bins['sqlcmd'], '-S', server, '-d', database, '-b', '-h', '-1', '-W', '-s', '|',
-               '-l', str(self.params.get('connect_timeout') or 10), '-Q', statement]
-        if self.params.get('login_user'):
-            cmd[1:1] = ['-U', self.params['login_user']]
-        else:
-            cmd[1:1] = ['-E']
+    def tool_versions(self):
+        """sqlcmd has no ``--version`` (mssql-tools18): its ``-?`` help names the version."""
+        _rc, out, err = self.module.run_command([self.bins['sqlcmd'], '-?'])
+        lines = [line.strip() for line in (out or err or '').splitlines() if line.strip().lower().startswith('version')]
+        return {'sqlcmd': lines[0] if lines else first_line(out or err) or 'unknown'}
+
+    def sqlcmd(self, statement):
+        try:
+            cmd = _mssql.argv(self.bins['sqlcmd'], self.params, statement)
+        except _mssql.MssqlError as exc:
+            raise BackupError(str(exc)) from None
         out = TailKeeper(1 << 24)
-        self.run([cmd], sink=out, what='sqlcmd (%s)' % ' '.join(statement.split(' ', 2)[0:2]))
+        words = statement.replace('SET NOCOUNT ON; ', '').split(' ', 2)[0:2]
+        try:
+            self.run([cmd], sink=out, what='sqlcmd (%s)' % ' '.join(words))
+        except BackupError as exc:
+            said = _mssql.error_in(out.data.decode('utf-8', 'replace'))  # sqlcmd prints SQL Server's errors on stdout
+            raise BackupError('%s%s' % (exc, '; SQL Server said: %s' % said if said else '')) from None
         return [line.strip() for line in out.data.decode('utf-8', 'replace').splitlines() if line.strip()]
 
     def probe(self):
@@ -109,7 +138,7 @@ class MssqlEngine(Engine):
 
     def row_counts(self, database=None):
         counts = {}
-        for line in self.sqlcmd(mssql_row_count_query(), database or self.params['database']):
+        for line in self.sqlcmd(mssql_row_count_query(database or self.params['database'])):
             name, _sep, rows = line.rpartition('|')
             if name and rows.isdigit():
                 counts[name] = int(rows)
@@ -125,7 +154,7 @@ class MssqlEngine(Engine):
 
     def quick_check(self, path, manifest):
         self.sqlcmd(mssql_verify_statement(path))
-        return 'RESTORE VERIFYONLY ... WITH CHECKSUM succeeded'
+        return 'RESTORE VERIFYONLY ... WITH CHECKSUM succeeded (SQL Server read the whole backup and its page checksums)'
 
     def restore_scratch(self, path, manifest, target_hint):
         name = scratch_name(target_hint, 'restoring')
@@ -151,4 +180,4 @@ class MssqlEngine(Engine):
 
     def swap_in(self, handle, target, path, manifest):
         self.drop_scratch(handle)
-        self.sqlcmd(mssql_restore_statement(target, path))
+        self.sqlcmd(mssql_replace_statement(target, path))

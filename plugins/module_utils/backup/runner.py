@@ -35,6 +35,7 @@ from ansible_collections.clinops.upgrade.plugins.module_utils.backup.common impo
     utc_now,
     utc_timestamp,
 )
+from ansible_collections.clinops.upgrade.plugins.module_utils.backup.command import CommandEngine
 from ansible_collections.clinops.upgrade.plugins.module_utils.backup.files import FilesEngine
 from ansible_collections.clinops.upgrade.plugins.module_utils.backup.firebird import FirebirdEngine
 from ansible_collections.clinops.upgrade.plugins.module_utils.backup.mssql import MssqlEngine
@@ -51,6 +52,7 @@ ENGINE_CLASSES = {
     'firebird': FirebirdEngine,
     'files': FilesEngine,
     'mssql': MssqlEngine,
+    'command': CommandEngine,
 }
 
 
@@ -145,6 +147,8 @@ def set_group_if_different(module, path, group):
 
 
 def display_name(params):
+    if params['engine'] == 'command':
+        return params.get('database') or _stem(((params.get('command') or {}).get('argv') or ['command'])[0])
     if params.get('database') and params['engine'] not in ('sqlite', 'files'):
         return params['database'] if params['engine'] != 'firebird' or not params.get('path') else _stem(params['path'])
     return _stem(params.get('path') or params.get('database') or 'db')

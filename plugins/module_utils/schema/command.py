@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 
+from ansible_collections.clinops.upgrade.plugins.module_utils import mssql as _mssql
 from ansible_collections.clinops.upgrade.plugins.module_utils import versions
 from ansible_collections.clinops.upgrade.plugins.module_utils.database import DatabaseError, check_connection_params, connect, require_driver
 from ansible_collections.clinops.upgrade.plugins.module_utils.schema.plan import MIGRATION_ENGINES, MigrationError
@@ -19,8 +20,20 @@ from ansible_collections.clinops.upgrade.plugins.module_utils.schema.plan import
 # ---------------------------------------------------------------------------------------------
 # command mode
 # ---------------------------------------------------------------------------------------------
-def read_version_sql(params, query):
-    """The first column of the first row of ``query`` as text, or None (no row, NULL)."""
+VERSION_QUERY_ENGINES = MIGRATION_ENGINES + ('mssql',)
+
+
+def read_version_sql(params, query, sqlcmd=None):
+    """The first column of the first row of ``query`` as text, or None (no row, NULL).
+
+    SQL Server is asked through ``sqlcmd`` (the path ``sqlcmd``), with ``SET NOCOUNT ON; USE [database];`` before ``query``.
+    """
+    if params['engine'] == 'mssql':
+        try:
+            statement = _mssql.scalar_statement(query, params.get('database'))
+            return _mssql.first_value(_mssql.run(sqlcmd, params, statement, timeout=(params.get('connect_timeout') or 10) + 60))
+        except _mssql.MssqlError as exc:
+            raise MigrationError('version_query: %s' % exc) from None
     conn = connect(params, autocommit=params['engine'] != 'firebird')
     try:
         cur = conn.cursor()
@@ -112,7 +125,8 @@ def read_version(module, argv):
         if rc != 0:
             raise MigrationError('version_command exited with %d: %s' % (rc, (err or out).strip()[-500:]))
         return parse_reported_version(out, 'version_command')
-    return parse_reported_version(read_version_sql(params, params['version_query']), 'version_query')
+    sqlcmd = module.get_bin_path('sqlcmd', required=True) if params['engine'] == 'mssql' else None
+    return parse_reported_version(read_version_sql(params, params['version_query'], sqlcmd), 'version_query')
 
 
 def run_command_mode(module):
@@ -128,7 +142,12 @@ def run_command_mode(module):
         module.fail_json(msg='command needs exactly one of version_query or version_command', **result)
     version_argv = None
     if params['version_query'] is not None:
-        problem = check_connection_params(params, MIGRATION_ENGINES)
+        problem = check_connection_params(params, VERSION_QUERY_ENGINES)
+        if not problem and params['engine'] == 'mssql':
+            try:
+                _mssql.check_params(params)
+            except _mssql.MssqlError as exc:
+                problem = str(exc)
         if problem:
             module.fail_json(msg='version_query: %s' % problem, **result)
         require_driver(module, params['engine'])

@@ -157,6 +157,8 @@ def run(module):
     no state outlives a call.
     """
     params = module.params
+    if params.get('login_instance') and params['engine'] != 'mssql':
+        module.fail_json(msg='login_instance applies to engine mssql only')
     if params['lock_timeout'] < 0:
         module.fail_json(msg='lock_timeout must be 0 or positive')
     if params['major_blocks'] < 1:

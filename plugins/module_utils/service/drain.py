@@ -10,6 +10,7 @@ import time
 
 from ansible.module_utils.common.text.converters import to_native
 
+from ansible_collections.clinops.upgrade.plugins.module_utils import mssql as _mssql
 from ansible_collections.clinops.upgrade.plugins.module_utils.database import DatabaseError, connect, describe_error
 from ansible_collections.clinops.upgrade.plugins.module_utils.service.spec import drain_message, parse_count
 
@@ -24,6 +25,8 @@ def drain_count(module, drain):
         if count is None:
             module.fail_json(msg='drain.command %s printed no number before anything was stopped: %r' % (drain['command'], out[-200:]))
         return count
+    if drain['connection']['engine'] == 'mssql':
+        return mssql_count(module, drain)
     conn = None
     row = None
     try:
@@ -43,6 +46,21 @@ def drain_count(module, drain):
         return int(row[0])
     except (TypeError, ValueError, IndexError):
         module.fail_json(msg='drain.query returned %r, not a count; nothing was stopped' % (row,))
+
+
+def mssql_count(module, drain):
+    """``drain.query`` on SQL Server through ``sqlcmd`` (``SET NOCOUNT ON; USE [database];`` before it)."""
+    sqlcmd = module.get_bin_path('sqlcmd', required=True)
+    connection = drain['connection']
+    try:
+        statement = _mssql.scalar_statement(drain['query'], connection.get('database'))
+        value = _mssql.first_value(_mssql.run(sqlcmd, connection, statement, timeout=max(drain['interval'], 30)))
+    except _mssql.MssqlError as exc:
+        module.fail_json(msg='drain.query failed before anything was stopped: %s' % exc)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        module.fail_json(msg='drain.query returned %r, not a count; nothing was stopped' % (value,))
 
 
 def run_drain(module, drain, result):

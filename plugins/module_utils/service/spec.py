@@ -12,10 +12,11 @@ import re
 
 from ansible_collections.clinops.upgrade.plugins.module_utils import dicom as _dicom
 from ansible_collections.clinops.upgrade.plugins.module_utils.database import check_connection_params, database_argument_spec
+from ansible_collections.clinops.upgrade.plugins.module_utils.mssql import MssqlError, check_params as check_mssql_params
 
 
 BACKENDS = ('auto', 'systemd', 'sysvinit', 'supervisor', 'script', 'windows')
-DRAIN_ENGINES = ('postgresql', 'mysql', 'sqlite', 'firebird')
+DRAIN_ENGINES = ('postgresql', 'mysql', 'sqlite', 'firebird', 'mssql')
 
 
 def service_argument_spec():
@@ -151,6 +152,13 @@ def check_params(params, windows=False):
                 msg = check_connection_params(drain['connection'], DRAIN_ENGINES)
                 if msg:
                     errors.append('drain.connection: %s' % msg)
+                elif drain['connection']['engine'] == 'mssql':
+                    try:
+                        check_mssql_params(drain['connection'])
+                    except MssqlError as exc:
+                        errors.append('drain.connection: %s' % exc)
+                elif drain['connection'].get('login_instance'):
+                    errors.append('drain.connection: login_instance applies to engine mssql only')
         if drain.get('command') is not None and not drain['command'].strip():
             errors.append('drain.command is empty')
     return errors

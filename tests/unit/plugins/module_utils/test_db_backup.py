@@ -13,6 +13,7 @@ import pytest
 
 from ansible_collections.clinops.upgrade.plugins.module_utils import database
 from ansible_collections.clinops.upgrade.plugins.module_utils.backup import common as backup_common
+from ansible_collections.clinops.upgrade.plugins.module_utils.backup import engine as backup_engine
 from ansible_collections.clinops.upgrade.plugins.module_utils.backup import mssql as backup_mssql
 from ansible_collections.clinops.upgrade.plugins.module_utils.backup import mysql as backup_mysql
 from ansible_collections.clinops.upgrade.plugins.module_utils.backup import postgresql as backup_postgresql
@@ -379,7 +380,7 @@ def test_mssql_backup_statement(database, path, compression, label, expected):
 
 def test_mssql_verify_and_restore_statements():
     assert backup_mssql.mssql_verify_statement("/b/x'.bak") == "RESTORE VERIFYONLY FROM DISK = N'/b/x''.bak' WITH CHECKSUM"
-    assert backup_mssql.mssql_filelist_statement('/b/x.bak') == "RESTORE FILELISTONLY FROM DISK = N'/b/x.bak'"
+    assert backup_mssql.mssql_filelist_statement('/b/x.bak') == "SET NOCOUNT ON; RESTORE FILELISTONLY FROM DISK = N'/b/x.bak'"
     moves = backup_mssql.mssql_moves([('IS_Data', 'D:\\data\\IS.mdf'), ('IS_Log', 'D:\\log\\IS_log.ldf')], 'IS_copy')
     assert moves == {'IS_Data': 'D:\\data\\IS_copy_0.mdf', 'IS_Log': 'D:\\log\\IS_copy_1.ldf'}
     assert backup_mssql.mssql_restore_statement('IS_copy', '/b/x.bak', moves) == (
@@ -390,7 +391,63 @@ def test_mssql_verify_and_restore_statements():
     drop = backup_mssql.mssql_drop_statement('IS_copy')
     assert "DB_ID(N'IS_copy')" in drop and 'SET SINGLE_USER WITH ROLLBACK IMMEDIATE' in drop and 'DROP DATABASE [IS_copy]' in drop
     assert "DB_ID(N'IS')" in backup_mssql.mssql_size_query('IS')
-    assert 'sys.partitions' in backup_mssql.mssql_row_count_query()
+    assert backup_mssql.mssql_row_count_query('IS]x').startswith('SET NOCOUNT ON; USE [IS]]x]; SELECT ')
+    assert 'sys.partitions' in backup_mssql.mssql_row_count_query('IS')
+
+
+def test_mssql_rollback_statement_ends_sessions_and_always_returns_to_multi_user():
+    assert backup_mssql.mssql_replace_statement("Image]Server's", "D:\\b\\pre.bak") == (
+        "IF DB_ID(N'Image]Server''s') IS NOT NULL ALTER DATABASE [Image]]Server's] SET SINGLE_USER WITH ROLLBACK IMMEDIATE; "
+        "BEGIN TRY RESTORE DATABASE [Image]]Server's] FROM DISK = N'D:\\b\\pre.bak' WITH CHECKSUM, REPLACE, RECOVERY; END TRY "
+        "BEGIN CATCH IF DB_ID(N'Image]Server''s') IS NOT NULL ALTER DATABASE [Image]]Server's] SET MULTI_USER; THROW; END CATCH; "
+        "ALTER DATABASE [Image]]Server's] SET MULTI_USER")
+
+
+@pytest.mark.parametrize('database, words', [
+    ('', 'must not be empty'),
+    ('a' * 129, 'longer than 128'),
+    ('pmod\nGO', 'control character'),
+    (' pmod', 'starts or ends with a space'),
+])
+def test_mssql_statements_refuse_unsafe_names(database, words):
+    with pytest.raises(backup_common.BackupError, match=words):
+        backup_mssql.mssql_backup_statement(database, '/b/x.bak', 'none')
+    with pytest.raises(backup_common.BackupError, match=words):
+        backup_mssql.mssql_replace_statement(database, '/b/x.bak')
+
+
+def test_mssql_statements_refuse_a_path_with_a_line_break():
+    with pytest.raises(backup_common.BackupError, match="control character"):
+        backup_mssql.mssql_verify_statement('/b/x\r\n.bak')
+
+
+def test_mssql_engine_sqlcmd_argv_and_env(monkeypatch):
+    """The exact command line and environment the engine gives sqlcmd (the pipeline is replaced by a recorder)."""
+    seen = []
+
+    def recorder(cmds, stdin=None, sink=None, env=None):
+        seen.append((cmds, env))
+        sink(b'16.0.4135.4\n')
+        return [('sqlcmd', 0, '')]
+
+    monkeypatch.setattr(backup_engine, 'run_pipeline', recorder)
+    monkeypatch.setenv('SQLCMDINI', '/tmp/evil.sql')
+    monkeypatch.setenv('SQLCMDPASSWORD', 'inherited')
+    params = dict(engine='mssql', database='IS', login_host='db1', login_port=14330, login_user='sa', login_password='pw!',
+                  login_instance=None, connect_timeout=7)
+    engine = backup_mssql.MssqlEngine(None, params, 'bak', 'none')
+    engine.bins['sqlcmd'] = '/opt/mssql-tools18/bin/sqlcmd'
+    assert engine.sqlcmd('SELECT 1') == ['16.0.4135.4']
+    cmds, env = seen[0]
+    assert cmds == [['/opt/mssql-tools18/bin/sqlcmd', '-U', 'sa', '-S', 'tcp:db1,14330', '-d', 'master', '-b', '-h', '-1', '-W',
+                     '-s', '|', '-x', '-l', '7', '-Q', 'SELECT 1']]
+    assert env['SQLCMDPASSWORD'] == 'pw!' and 'SQLCMDINI' not in env
+    windows = backup_mssql.MssqlEngine(None, dict(params, login_user=None, login_password=None, login_port=None,
+                                                  login_instance='SQLEXPRESS'), 'bak', 'none')
+    windows.bins['sqlcmd'] = 'sqlcmd'
+    windows.sqlcmd('SELECT 1')
+    cmds, env = seen[1]
+    assert cmds[0][:4] == ['sqlcmd', '-E', '-S', 'tcp:db1\\SQLEXPRESS'] and 'SQLCMDPASSWORD' not in env
 
 
 # --- streaming ---------------------------------------------------------------------------------
