@@ -421,7 +421,7 @@ class WindowsHost:
     # -- modules, services, commands ------------------------------------------------------------------------------
     def validate(self, name, params):
         if name == 'service_stop_ordered':
-            from ansible_collections.clinops.upgrade.plugins.module_utils.service_stop_ordered import (  # pylint: disable=import-outside-toplevel
+            from ansible_collections.clinops.upgrade.plugins.module_utils.service.spec import (  # pylint: disable=import-outside-toplevel
                 MUTUALLY_EXCLUSIVE, argument_spec, check_params)
             dummy, checked = _ServiceAction(self, self._service_params(params)).validate_argument_spec(
                 argument_spec=argument_spec(), mutually_exclusive=MUTUALLY_EXCLUSIVE)
@@ -429,7 +429,7 @@ class WindowsHost:
             if errors:
                 raise StepFailed('invalid service_stop_ordered options, nothing was done: %s' % '; '.join(errors))
         elif name == 'prefs_migrate':
-            from ansible_collections.clinops.upgrade.plugins.module_utils.prefs import prefs_argument_spec  # pylint: disable=import-outside-toplevel
+            from ansible_collections.clinops.upgrade.plugins.module_utils.prefs.common import prefs_argument_spec  # pylint: disable=import-outside-toplevel
             checked = ArgumentSpecValidator(prefs_argument_spec()).validate(dict((k, v) for k, v in params.items() if v is not None))
             if checked.error_messages:
                 raise StepFailed('invalid prefs_migrate options, nothing was done: %s' % '; '.join(checked.error_messages))
@@ -493,7 +493,7 @@ class WindowsHost:
 
     def _prefs(self, params):
         from ansible_collections.clinops.upgrade.plugins.action.prefs_migrate import WindowsMigration  # pylint: disable=import-outside-toplevel
-        from ansible_collections.clinops.upgrade.plugins.module_utils.prefs import PrefsError, prefs_argument_spec  # pylint: disable=import-outside-toplevel
+        from ansible_collections.clinops.upgrade.plugins.module_utils.prefs.common import PrefsError, prefs_argument_spec  # pylint: disable=import-outside-toplevel
         checked = ArgumentSpecValidator(prefs_argument_spec()).validate(dict((k, v) for k, v in params.items() if v is not None))
         if checked.error_messages:
             raise StepFailed('invalid prefs_migrate options, nothing was done: %s' % '; '.join(checked.error_messages))
