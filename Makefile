@@ -33,9 +33,9 @@ units: setup
 	bash tools/ansible-test.sh units --requirements 2>&1 | tee build/units.log
 	grep -Eq '[1-9][0-9]* passed' build/units.log || { echo 'units: no unit test ran' >&2; exit 1; }
 
-## integration: two workers (the tests mostly wait on servers and playbooks), then the few that must run alone.
+## integration: three workers on two cores (the tests mostly wait on servers and playbooks), then the few that must run alone.
 integration: setup
-	$(PY) -m pytest -p no:cacheprovider -n 2 --dist worksteal -m "not serial" tests/integration $(PYTEST_ARGS)
+	$(PY) -m pytest -p no:cacheprovider -n 3 --dist worksteal -m "not serial" tests/integration $(PYTEST_ARGS)
 	$(PY) -m pytest -p no:cacheprovider -m serial tests/integration $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 ## demo: build the lab (a whole site on this machine) and upgrade it; the last line is the JSON report's path.
