@@ -131,9 +131,9 @@ def fill_database(db, base, rows, seed):
         for i in range(1, studies + 1):
             uid = '1.2.826.0.1.3680043.9.9.%d' % i
             fs_key = 1 + i % 2
+            name = rng.choice(['Muster^Hans', 'Rossi^Maria', 'Dupont^Jean'])
             conn.execute('INSERT INTO Study (StudyInstanceUid, PatientId, PatientsName, FilesystemKey, NumberOfStudyRelatedInstances) '
-                         'VALUES (%s, %s, %s, %s, %s)', (uid, 'P%05d' % i, rng.choice(['Muster^Hans', 'Rossi^Maria', 'Dupont^Jean']),
-                                                        fs_key, rng.randint(1, 900)))
+                         'VALUES (%s, %s, %s, %s, %s)', (uid, 'P%05d' % i, name, fs_key, rng.randint(1, 900)))
             folder = os.path.join(base, 'fs', 'fs%d' % fs_key, uid)
             os.makedirs(folder)
             with open(os.path.join(folder, uid + '.xml'), 'w', encoding='utf-8') as handle:
@@ -173,7 +173,7 @@ def install_server(site, name, index):
     conf = labkit.supervise(base, [(svc, '%s %s/bin/%s' % (labkit.PYTHON, inst, program)) for svc, program in SERVICES])
     for svc, port in (('imageserver-web', ports['web']), ('imageserver-dicom', ports['dicom'])):
         procs.wait_port(port, timeout=30, log=os.path.join(base, 'logs', '%s.log' % svc))
-    for _ in range(OPEN_SESSIONS):
+    for dummy in range(OPEN_SESSIONS):
         with urllib.request.urlopen('http://127.0.0.1:%d/login' % ports['web'], timeout=10) as answer:
             answer.read()
     return {'upgrade_supervisor_config': conf, 'imageserver_ports': ports, 'imageserver_aet': aet,

@@ -115,6 +115,7 @@ class ActionModule(ActionBase):
         module = ControllerModule(params, bool(self._task.check_mode),
                                   checked._no_log_values)  # pylint: disable=protected-access
         host = WindowsHost(self, task_vars)
+        outcome = dict(failed=True, msg='the engine ended without a result')
         try:
             share_login_password(module)
             errors = check_problems(module.params['checks'])

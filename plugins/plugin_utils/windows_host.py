@@ -493,7 +493,8 @@ class WindowsHost:
 
     def _prefs(self, params):
         from ansible_collections.clinops.upgrade.plugins.action.prefs_migrate import WindowsMigration  # pylint: disable=import-outside-toplevel
-        from ansible_collections.clinops.upgrade.plugins.module_utils.prefs.common import PrefsError, prefs_argument_spec  # pylint: disable=import-outside-toplevel
+        from ansible_collections.clinops.upgrade.plugins.module_utils.prefs.common import (  # pylint: disable=import-outside-toplevel
+            PrefsError, prefs_argument_spec)
         checked = ArgumentSpecValidator(prefs_argument_spec()).validate(dict((k, v) for k, v in params.items() if v is not None))
         if checked.error_messages:
             raise StepFailed('invalid prefs_migrate options, nothing was done: %s' % '; '.join(checked.error_messages))

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from labtools import ENV, PLAYBOOK, ROOT  # noqa: E402  pylint: disable=wrong-import-position
+from labtools import ENV, PLAYBOOK  # noqa: E402  pylint: disable=wrong-import-position
 import build_lab  # noqa: E402  pylint: disable=wrong-import-position,import-error
 import labkit  # noqa: E402  pylint: disable=wrong-import-position,import-error
 import procs  # noqa: E402  pylint: disable=wrong-import-position,import-error
@@ -128,7 +128,7 @@ class ImageServerLab:
         self.supervisorctl('start', 'all')
         for port in self.server['imageserver_ports'].values():
             procs.wait_port(port, timeout=60)
-        for _ in range(is_build.OPEN_SESSIONS):
+        for dummy in range(is_build.OPEN_SESSIONS):
             subprocess.run([sys.executable, '-c', 'import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=10).read()',
                             'http://127.0.0.1:%d/login' % self.server['imageserver_ports']['web']], check=True)
 

@@ -720,6 +720,8 @@ def test_a_failing_updater_fails_the_step_and_the_rollback_unlocks_tells_the_use
     assert calls(site)[before:] == ['db unlock', 'broadcast update to 4.4.0 failed', 'tasks start']
     assert result['schema_touched'] is True and 'the database was restored from' in result['restored']
     assert result['restored'].endswith('the database was unlocked; the users were told; the background tasks were started again')
+
+
 # -- ConAktiv's order: the release downloaded in stage, the backup before the stop, the users told and waited for -----
 def test_stage_downloads_the_release_then_backs_up_online_and_tells_the_users_before_the_stop(site, fakes):
     import hashlib  # pylint: disable=import-outside-toplevel
