@@ -47,7 +47,7 @@ demo: setup
 	PRODUCT=$(PRODUCT) bash lab/demo.sh
 
 molecule: setup
-	cd extensions && molecule test -s default && molecule test -s imageserver && molecule test -s ksamu
+	cd extensions && molecule test -s default && molecule test -s imageserver && molecule test -s conaktiv && molecule test -s ksamu
 
 bench: setup
 	$(PY) bench/run.py $(BENCH_ARGS)
