@@ -267,7 +267,7 @@ def test_a_draft_is_refused_then_accepted_with_the_flag_and_the_report_names_it(
     with open(path[:-len('.json')] + '.md', encoding='utf-8') as handle:
         assert 'Profile `pmod` (draft)' in handle.read()
     with open(path[:-len('.json')] + '.html', encoding='utf-8') as handle:
-        assert 'Profile <code>pmod</code> (draft)' in handle.read()
+        assert 'profile <code>pmod</code> (draft)' in handle.read()
     assert lab.tree_hash() == tree  # check mode
 
 
