@@ -1,7 +1,8 @@
 """`make bench`: run every bench/bench_*.py and print one table of ratios.
 
 Each bench module defines ``run(report)`` and calls ``report(bench, ours_s, plain_s, note)`` for each
-comparison it makes, timing our tool and the plain tool in the same run.  Ratios are printed, never
+comparison it makes, timing our tool and the plain tool in the same run (``ours_s`` None: a row that only notes
+something, e.g. counts).  Ratios are printed, never
 asserted.  ``make bench BENCH_ARGS="dicom_echo"`` runs only the modules whose names contain the word.
 """
 import importlib.util
@@ -23,10 +24,10 @@ def main(argv):
     rows = []
 
     def report(name, ours_s, plain_s=None, note=''):
-        ratio = (ours_s / plain_s) if plain_s else None
+        ratio = (ours_s / plain_s) if (plain_s and ours_s is not None) else None
         rows.append((name, ours_s, plain_s, ratio, note))
-        print('bench: %-48s ours %9.3fs  plain %10s  ratio %6s  %s' % (
-            name, ours_s, _fmt(plain_s, '.3f'), _fmt(ratio, '.2f'), note), flush=True)
+        print('bench: %-48s ours %10s  plain %10s  ratio %6s  %s' % (
+            name, _fmt(ours_s, '.3f'), _fmt(plain_s, '.3f'), _fmt(ratio, '.2f'), note), flush=True)
 
     names = sorted(f for f in os.listdir(HERE) if f.startswith('bench_') and f.endswith('.py'))
     if argv:
@@ -48,7 +49,7 @@ def main(argv):
     print('| benchmark | ours (s) | plain tool (s) | ratio ours/plain | note |')
     print('|---|---:|---:|---:|---|')
     for name, ours, plain, ratio, note in rows:
-        print('| %s | %.3f | %s | %s | %s |' % (name, ours, _fmt(plain, '.3f'), _fmt(ratio, '.2f'), note))
+        print('| %s | %s | %s | %s | %s |' % (name, _fmt(ours, '.3f'), _fmt(plain, '.3f'), _fmt(ratio, '.2f'), note))
     return 1 if failures else 0
 
 
