@@ -44,6 +44,7 @@ ROLLBACK_STEPS = STEPS[STEPS.index('stop'):]
 SCHEMA_STEPS = ('install', 'migrate_offline', 'update', 'migrate_post')  # install: a vendor's installer upgrades the schema
 MIGRATE_PHASES = ('pre', 'offline', 'post')
 CHECK_TYPES = ('command', 'tcp', 'dicom')
+ANSWER_CHARS = 300  # a health check's answer in the journal and the report is cut to this
 SCRIPT_UNSAFE = re.compile(r'["$`\\\n\r\0]')
 
 
@@ -156,7 +157,8 @@ def share_login_password(module):
 
 def masked(module, text):
     """``text`` with every no_log value of ``module`` replaced, for what is written to files (the journal)."""
-    return remove_values(text, module.no_log_values) if module.no_log_values else text
+    values = getattr(module, 'no_log_values', None)
+    return remove_values(text, values) if values else text
 
 
 def validate_steps(module, host=None):
@@ -451,16 +453,39 @@ class Cutover:
         return (check.get('expect') or '').replace('{version}', self.expect_version)
 
     def check(self, check, deadline):
+        """Try one health check once a second until it answers as expected; what it answered, for the journal and
+        the report: name, type, answer (the node's or command's words, secrets masked, cut), seconds (the answering
+        attempt), attempts and waited_s (from the first attempt)."""
         kind, name = check['type'], check.get('name') or check['type']
         attempt = dict(command=self.check_command, tcp=self.check_tcp, dicom=self.check_dicom)[kind]
+        first, attempts = time.monotonic(), 0
         while True:
             started = time.monotonic()
-            problem = attempt(check, max(1.0, deadline - started))
+            attempts += 1
+            problem, answer = attempt(check, max(1.0, deadline - started))
             if problem is None:
-                return name
+                ended = time.monotonic()
+                return dict(name=name, type=kind, answer=masked(self.module, answer or '')[:ANSWER_CHARS],
+                            seconds=round(ended - started, 3), attempts=attempts, waited_s=round(ended - first, 3))
             if time.monotonic() + 1.0 > deadline:
                 raise StepFailed('health check %r failed for %ss (verify_wait): %s' % (name, self.p['verify_wait'], problem))
             time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+
+    def command_answer(self, check, returncode, out, err):
+        """(problem, answer) of a command check: exit code 0 and the expected output, answered by the line that
+        matched (else the first line of output)."""
+        if returncode != 0:
+            return 'exit code %s: %s' % (returncode, (out + err).strip()[-300:]), None
+        match = re.search(self.expect(check), out, re.MULTILINE)
+        if not match:
+            return 'output %r does not match %r' % (out.strip()[-300:], self.expect(check)), None
+        if check.get('expect'):
+            begin = out.rfind('\n', 0, match.start()) + 1
+            end = out.find('\n', match.start())
+            line = out[begin:len(out) if end < 0 else end]
+        else:
+            line = next((text for text in out.splitlines() if text.strip()), '')
+        return None, line.strip() or 'exit code 0, no output'
 
     def check_command(self, check, remaining):
         if getattr(self.host, 'remote', False):  # a host reached from the controller runs the command there
@@ -469,41 +494,40 @@ class Cutover:
             proc = subprocess.run([str(a) for a in check['argv']], cwd=self.p['install_root'], capture_output=True,
                                   timeout=min(remaining, 60.0), check=False)
         except subprocess.TimeoutExpired:
-            return 'no answer within %.0fs' % min(remaining, 60.0)
+            return 'no answer within %.0fs' % min(remaining, 60.0), None
         except OSError as exc:
-            return 'cannot run %s: %s' % (check['argv'][0], exc)
-        out = proc.stdout.decode('utf-8', 'replace')
-        if proc.returncode != 0:
-            return 'exit code %s: %s' % (proc.returncode, (out + proc.stderr.decode('utf-8', 'replace')).strip()[-300:])
-        if not re.search(self.expect(check), out, re.MULTILINE):
-            return 'output %r does not match %r' % (out.strip()[-300:], self.expect(check))
-        return None
+            return 'cannot run %s: %s' % (check['argv'][0], exc), None
+        return self.command_answer(check, proc.returncode, proc.stdout.decode('utf-8', 'replace'),
+                                   proc.stderr.decode('utf-8', 'replace'))
 
     def check_command_on_host(self, check, remaining):
         try:
             proc = self.host.run(check['argv'], cwd=self.p['install_root'], timeout=min(remaining, 60.0))
         except StepFailed as exc:
-            return exc.msg
-        if proc['rc'] != 0:
-            return 'exit code %s: %s' % (proc['rc'], (proc['stdout'] + proc['stderr']).strip()[-300:])
-        if not re.search(self.expect(check), proc['stdout'], re.MULTILINE):
-            return 'output %r does not match %r' % (proc['stdout'].strip()[-300:], self.expect(check))
-        return None
+            return exc.msg, None
+        return self.command_answer(check, proc['rc'], proc['stdout'], proc['stderr'])
 
     @staticmethod
     def check_tcp(check, remaining):
         # the same probe as the start wait: nothing sent, closed at once with a reset (no half-open connection left
         # for the server to count); the loop in check() tries once a second
         problem = _services.probe_port(check['host'], int(check['port']), timeout=min(remaining, 5.0))
-        return None if problem is None else 'no connection to %s:%s: %s' % (check['host'], check['port'], problem)
+        if problem is not None:
+            return 'no connection to %s:%s: %s' % (check['host'], check['port'], problem), None
+        return None, 'connection accepted by %s:%s' % (check['host'], check['port'])
 
     @staticmethod
     def check_dicom(check, remaining):
         if not _dicom.HAS_PYNETDICOM:
-            return 'pynetdicom is not installed for the Python that runs the modules on this host'
+            return 'pynetdicom is not installed for the Python that runs the modules on this host', None
         peer = _dicom.merge_peers({'peers': [dict(check, type=None, name=None)], 'calling_aet': 'CLINOPS_UPG'})[0]
         result = _dicom.run_peers([peer], wait=remaining, delay=1.0)[0]
-        return None if result['outcome'] == 'success' else _dicom.failure_message([result])
+        if result['outcome'] != 'success':
+            return _dicom.failure_message([result]), None
+        latency = (result.get('latency_ms') or {}).get('median')
+        return None, 'C-ECHO status 0x%04X (Success) from %s as %s%s' % (
+            result['status'] or 0, _dicom.peer_label(result), result['calling_aet'],
+            ' in %.1f ms' % latency if latency is not None else '')
 
     # -- the run --------------------------------------------------------------------------------------------------
     def run(self):

@@ -652,7 +652,12 @@ step_result:
   returned: failure
   type: dict
 data:
-  description: The facts of the attempt so far (C(previously_running), C(backup_path), C(old_dir), ...).
+  description:
+    - The facts of the attempt so far (C(previously_running), C(backup_path), C(old_dir), ...).
+    - C(checks) (after the V(verify) step) lists each health check's answer, as the journal records it for the report -
+      C(name), C(type), C(answer) (the line of the command's output that matched C(expect), else its first line; the
+      C-ECHO status with the called AE title, address and latency; the accepted TCP connection; secrets masked, at most
+      300 characters), C(seconds) (the answering attempt), C(attempts) and C(waited_s) (from the first attempt).
   returned: when a step ran
   type: dict
 attempt:

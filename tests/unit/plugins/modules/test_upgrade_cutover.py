@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import zipfile
 import sys
@@ -363,7 +364,9 @@ def test_command_checks_want_exit_0_and_the_expected_output(site):
     ok = dict(type='command', name='Echo', argv=[sys.executable, '-c', 'print("OK PMOD-TS 4.4.0")'], expect='^OK PMOD-TS {version}')
     old = dict(ok, argv=[sys.executable, '-c', 'print("OK PMOD-TS 4.3.0")'])
     bad = dict(ok, argv=[sys.executable, '-c', 'import sys; print("no"); sys.exit(2)'])
-    assert make_cutover(site, checks=[ok]).do_verify() == dict(checks=['Echo'])
+    checks = make_cutover(site, checks=[ok]).do_verify()['checks']
+    assert [(c['name'], c['type'], c['answer'], c['attempts']) for c in checks] == [('Echo', 'command', 'OK PMOD-TS 4.4.0', 1)]
+    assert 0 < checks[0]['seconds'] <= checks[0]['waited_s'] < 30
     with pytest.raises(cutover.StepFailed) as info:
         make_cutover(site, checks=[old], verify_wait=1).do_verify()
     assert 'does not match' in info.value.msg and '4.3.0' in info.value.msg
@@ -378,10 +381,71 @@ def test_tcp_check_against_a_real_listener_and_a_closed_port(site):
     listener.listen(1)
     port = listener.getsockname()[1]
     try:
-        assert make_cutover(site).check_tcp(dict(host='127.0.0.1', port=port), 2) is None
+        assert make_cutover(site).check_tcp(dict(host='127.0.0.1', port=port), 2) == (
+            None, 'connection accepted by 127.0.0.1:%d' % port)
     finally:
         listener.close()
-    assert 'no connection' in make_cutover(site).check_tcp(dict(host='127.0.0.1', port=port), 2)
+    problem, answer = make_cutover(site).check_tcp(dict(host='127.0.0.1', port=port), 2)
+    assert 'no connection' in problem and answer is None
+
+
+def test_a_command_check_answers_with_the_line_that_matched_after_its_retries(site):
+    """A node that answers only on the third try: the answer is the matching line of its output, attempts 3."""
+    counter = site['tmp'] / 'tries'
+    script = ('import pathlib, sys; p = pathlib.Path(%r); n = int(p.read_text()) + 1 if p.exists() else 1; '
+              'p.write_text(str(n)); print("starting up"); print("OK PMOD-TS 4.4.0 (build 7)" if n >= 3 else "BUSY"); '
+              'print("bye")' % str(counter))
+    check = dict(type='command', name='Echo TS', argv=[sys.executable, '-c', script], expect='PMOD-TS {version}')
+    answer = make_cutover(site, checks=[check], verify_wait=10).do_verify()['checks'][0]
+    assert answer['answer'] == 'OK PMOD-TS 4.4.0 (build 7)' and answer['attempts'] == 3
+    assert answer['waited_s'] >= 1.5 and counter.read_text() == '3'
+    # without expect: the first line of the output answers
+    plain = dict(type='command', name='Plain', argv=[sys.executable, '-c', 'print(); print("  ready  "); print("x")'])
+    assert make_cutover(site, checks=[plain]).do_verify()['checks'][0]['answer'] == 'ready'
+    silent = dict(type='command', name='Silent', argv=[sys.executable, '-c', 'pass'])
+    assert make_cutover(site, checks=[silent]).do_verify()['checks'][0]['answer'] == 'exit code 0, no output'
+
+
+def test_a_check_answer_never_carries_a_secret_and_is_cut(site):
+    check = dict(type='command', name='Echo DB', argv=[sys.executable, '-c', 'print("OK db=pmod password=s3cr3t-pw " + "x" * 900)'],
+                 expect='^OK')
+    engine = make_cutover(site, checks=[check])
+    engine.module.no_log_values = {'s3cr3t-pw'}
+    answer = engine.do_verify()['checks'][0]['answer']
+    assert 's3cr3t-pw' not in answer and answer.startswith('OK db=pmod password=********')
+    assert len(answer) == cutover.ANSWER_CHARS
+
+
+def test_a_dicom_check_answers_with_the_status_of_a_real_scp(site):
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+    scp = AE(ae_title='PMOD_DS')
+    scp.require_called_aet = True
+    scp.add_supported_context(Verification)
+    server = scp.start_server(('127.0.0.1', 0), block=False)
+    port = server.server_address[1]
+    try:
+        check = dict(type='dicom', name='C-ECHO', host='127.0.0.1', port=port, called_aet='PMOD_DS')
+        answer = make_cutover(site, checks=[check], verify_wait=10).do_verify()['checks'][0]
+        wrong = dict(check, called_aet='NOBODY')
+        with pytest.raises(cutover.StepFailed) as info:
+            make_cutover(site, checks=[wrong], verify_wait=1).do_verify()
+    finally:
+        server.shutdown()
+    assert answer['type'] == 'dicom' and answer['attempts'] == 1
+    assert re.match(r'C-ECHO status 0x0000 \(Success\) from PMOD_DS@127\.0\.0\.1:%d as CLINOPS_UPG in [0-9.]+ ms$' % port,
+                    answer['answer']), answer
+    assert 'NOBODY' in info.value.msg
+
+
+def test_the_verify_step_journals_each_check_answer(site, fakes):
+    check = dict(type='command', name='Echo TS', argv=[sys.executable, '-c', 'print("OK PMOD-TS 4.4.0")'],
+                 expect='^OK PMOD-TS {version}')
+    result = run(args(site, checks=[check]))
+    verify = [e for e in entries(site) if e['step'] == 'verify' and e['result'] == 'ok']
+    assert len(verify) == 1
+    assert [(c['name'], c['answer']) for c in verify[0]['data']['checks']] == [('Echo TS', 'OK PMOD-TS 4.4.0')]
+    assert result['data']['checks'][0]['answer'] == 'OK PMOD-TS 4.4.0'
 
 
 def test_the_journal_is_json_lines_of_the_upgrade_journal_format(site, fakes):
