@@ -165,7 +165,26 @@ def test_the_report_of_the_lab_run_in_chromium(lab_run, browser):
     assert backup in details and re.search(r'sha256 [0-9a-f]{64}', details)
     assert 'pre: 4.3.1; offline: 4.3.2; post: 4.4.0' in details
     assert 'kept from the old version' in details and 'license.seats' in details and 'legacy.viewer' in details
-    assert 'Echo TS: answered' in details
+    # each health check with what the node answered (the journal's verify entry), its time, in the page as in the journal
+    verify = [e for e in lab.journal('server1') if e['step'] == 'verify' and e['result'] == 'ok'][-1]['data']['checks']
+    assert [c['name'] for c in verify] == ['Echo TS', 'Echo DB', 'C-ECHO to the DICOM server']
+    answers = {el.get_attribute('data-check'): el for el in browser.find_elements(By.CSS_SELECTOR, '#h-server1 .check')}
+    assert sorted(answers) == sorted(c['name'] for c in verify)
+    for check in verify:
+        shown = answers[check['name']]
+        assert shown.find_element(By.CSS_SELECTOR, '.answer').text == check['answer'] and shown.is_displayed()
+        assert re.search(r', \d+\.\d\d s', shown.text), shown.text
+    assert re.match(r'^OK PMOD-TS 4\.4\.0', answers['Echo TS'].find_element(By.CSS_SELECTOR, '.answer').text)
+    assert re.match(r'^C-ECHO status 0x0000 \(Success\) from \S+@127\.0\.0\.1:\d+ as CLINOPS_UPG',
+                    answers['C-ECHO to the DICOM server'].find_element(By.CSS_SELECTOR, '.answer').text)
+    client = {el.get_attribute('data-check'): el.find_element(By.CSS_SELECTOR, '.answer').text
+              for el in browser.find_elements(By.CSS_SELECTOR, '#h-client3 .check')}
+    assert re.match(r'^connection accepted by 127\.0\.0\.1:\d+$', client['Transaction server reachable']), client
+    assert client['Echo TS from the client'].startswith('OK PMOD-TS'), client
+    # the Markdown report lists the same answers
+    with open(report_json[:-len('.json')] + '.md', encoding='utf-8') as handle:
+        markdown = handle.read()
+    assert '- Echo TS (command): `%s`, ' % answers['Echo TS'].find_element(By.CSS_SELECTOR, '.answer').text in markdown
     assert 'Connection refused' in browser.find_element(By.ID, 'h-client2').text
 
 
