@@ -202,6 +202,8 @@ def rollout(report, lab, tmp, clients):
     build_lab.teardown(lab, quiet=True)
     with open(counts_path, encoding='utf-8') as handle:
         counts = json.load(handle)
+    with open(counts_path + '.modules.json', encoding='utf-8') as handle:
+        modules = json.load(handle)
     for path in (counts_path, counts_path + '.modules.json'):
         os.unlink(path)
     load = 'load average %.1f before, %.1f after, %d cores' % (load_before, os.getloadavg()[0], os.cpu_count())
@@ -212,6 +214,9 @@ def rollout(report, lab, tmp, clients):
            'getrusage(RUSAGE_CHILDREN) around ansible-playbook / the script; the lab hosts are local, so the '
            'hosts\' module runs are in it too; ours %.1f s CPU in all' % cpu)
     report('upgrade: %d clients, module executions (counted)' % clients, None, None, _counts_note(counts, names))
+    report('upgrade: %d clients, module executions by module' % clients, None, None, '; '.join(
+        '%s: %s' % (host, ', '.join('%s %d' % (name.split('.')[-1], n) for name, n in sorted(modules.get(host, {}).items())))
+        for host in (names[0], 'server1', 'localhost')))
 
 
 def run(report):
