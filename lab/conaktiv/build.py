@@ -150,7 +150,8 @@ def inventory_vars(root):
         'conaktiv_service_backend': 'supervisor',
         'conaktiv_wait_seconds': 30,
         # the lab upgrades at any hour: its upgrade_window removes the profile's from/to (a key set to null removes the
-        # profile's; the window guard itself is tested in tests/integration/test_window_guard.py)
+        # profile's; the guard is tested in tests/integration/test_window_guard.py, and on this lab with the profile's
+        # from/to and a start date in test_conaktiv.py)
         'upgrade_window': {'from': None, 'to': None},
     }
 

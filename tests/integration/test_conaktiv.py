@@ -7,19 +7,22 @@ One lab for the module, put back as built before each case (``lab/conaktiv/build
 read back from the real state: the server folder, the data file (SQLite), the backups and their manifests, the client
 logs, the server's own answers, the e-mails.
 """
+import datetime
 import email
 import email.policy
 import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import stat
 import subprocess
 import sys
+import tarfile
 import tempfile
-import threading
+import zoneinfo
 
 import pytest
 
@@ -27,27 +30,13 @@ from labtools import ENV, PLAYBOOK  # noqa: E402  pylint: disable=wrong-import-p
 import build_lab  # noqa: E402  pylint: disable=wrong-import-position,import-error
 from conaktiv import build as ca_build  # noqa: E402  pylint: disable=wrong-import-position,import-error
 from harness import run_playbook  # noqa: E402  pylint: disable=wrong-import-position
-
-aiosmtpd_controller = pytest.importorskip('aiosmtpd.controller')
+from mail_sink import MailSink  # noqa: E402  pylint: disable=wrong-import-position
 
 WAIT = 6                      # the users' wait time (conaktiv_wait_seconds) in these runs
 ADMIN = 'it-admin@klinik.example'   # marked in the lab's user module as administrator for server messages
 SITE_RECIPIENT = 'it@klinik.example'
 CARRIED = ('Server Database/Preferences', 'Server Database/cert.pem', 'Server Database/key.pem',
            'Server Database/Resources/Hunspell')
-
-
-class Sink:
-    """aiosmtpd handler keeping every message."""
-
-    def __init__(self):
-        self.messages = []
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server, session, envelope):  # pylint: disable=invalid-name,unused-argument
-        with self.lock:
-            self.messages.append({'to': list(envelope.rcpt_tos), 'data': envelope.original_content or envelope.content})
-        return '250 OK'
 
 
 class Site:
@@ -136,14 +125,12 @@ class Site:
 @pytest.fixture(scope='module')
 def lab():
     root = tempfile.mkdtemp(prefix='clinops-lab-conaktiv-')
-    sink = Sink()
-    controller = aiosmtpd_controller.Controller(sink, hostname='127.0.0.1', port=build_lab.labkit.free_port())
-    controller.start()
+    sink = MailSink().start()
     try:
         inventory = build_lab.build(root, clients=3, servers=1, rows=300, quiet=True, product='conaktiv')
-        yield Site(root, inventory, sink, controller.port)
+        yield Site(root, inventory, sink, sink.port)
     finally:
-        controller.stop()
+        sink.stop()
         build_lab.teardown(root, quiet=True)
         shutil.rmtree(root, ignore_errors=True)
 
@@ -152,8 +139,7 @@ def lab():
 def site(lab):
     ca_build.make_release(lab.root, ca_build.NEW_VERSION)
     ca_build.reset_site(lab.root)
-    with lab.sink.lock:
-        lab.sink.messages.clear()
+    lab.sink.clear()
     return lab
 
 
@@ -164,6 +150,64 @@ def report_html(site):
 def cutover_message(result):
     tasks = [t for t in result.tasks if t['task']['name'].endswith('in one task')]
     return tasks[-1]['hosts']['server1'].get('msg', '') if tasks else ''
+
+
+def tree(folder):
+    """Every path under ``folder`` with its mode and, for files, the sha256 of its bytes."""
+    found = {}
+    for base, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = os.path.join(base, name)
+            info = os.lstat(path)
+            digest = None
+            if stat.S_ISREG(info.st_mode):
+                with open(path, 'rb') as handle:
+                    digest = hashlib.sha256(handle.read()).hexdigest()
+            found[os.path.relpath(path, folder)] = (stat.S_IMODE(info.st_mode), digest)
+    return found
+
+
+def test_outside_the_window_the_run_ends_green_says_when_and_changes_nothing(site):
+    """First in the module: the untouched lab. The site's start date is the day after tomorrow (in its time zone, by
+    the real clock); the profile's "Uhrzeit von/bis" (22:00-05:00) applies, so now is outside the window."""
+    zone = 'Europe/Berlin'
+    local_now = datetime.datetime.now(zoneinfo.ZoneInfo(zone))
+    start_date = local_now.date() + datetime.timedelta(days=2)
+    opens = datetime.datetime.combine(start_date, datetime.time(22, 0), tzinfo=zoneinfo.ZoneInfo(zone))
+    ftp_log = ca_build.ftp_state(site.root)['log']
+    server_conf = os.path.join(site.base, 'supervisor', 'supervisord.conf')
+
+    def state():
+        with open(os.path.join(site.inst, 'Server Database', 'ConAktiv.4DD'), 'rb') as handle:
+            data_bytes = handle.read()
+        with open(ftp_log, 'rb') as handle:
+            ftp = handle.read()
+        return dict(srv=tree(os.path.dirname(site.inst)), data=data_bytes, pid=site.server_pid(),
+                    supervisor=ca_build.supervisorctl(server_conf, 'status').stdout,
+                    who=sorted(site.admin('who').split()), state=tree(os.path.join(site.base, 'state')),
+                    backups=tree(os.path.join(site.base, 'backups')), ftp=ftp,
+                    clients=[os.path.exists(os.path.join(site.root, 'hosts', 'client%d' % i, 'messages.log'))
+                             and site.client_log(i) for i in (1, 2, 3)])
+
+    before = state()
+    assert before['who'] == ['keller', 'mueller', 'weber'] and 'RUNNING' in before['supervisor']
+    result = site.run({'upgrade_window': {'start_date': start_date.isoformat()}, 'upgrade_timezone': zone})
+    assert result.rc == 0, result
+    messages = {h['msg'] for t in result.tasks if t['task']['name'].endswith('Say whether the upgrade may run now, and when next')
+                for h in t['hosts'].values()}
+    assert len(messages) == 1, messages
+    message = messages.pop()
+    assert message.startswith('upgrade window: nothing done, not now'), message
+    assert 'on %s' % start_date.isoformat() in message and '22:00' in message, message
+    assert 'next allowed %s' % opens.strftime('%Y-%m-%d %H:%M %Z') in message, message
+    for host, stats in result.stats.items():
+        assert stats['changed'] == 0 and stats['failures'] == 0 and stats['unreachable'] == 0, (host, stats)
+    # nothing changed: the server folder (and nothing beside it), the data file's bytes, the server process and its
+    # sessions, no journal, no backup, nobody told, and nothing fetched from the vendor's FTP server
+    assert state() == before
+    assert not os.path.exists(os.path.join(site.base, 'state', 'journal.jsonl'))
+    assert b'RETR ' not in before['ftp']
+    assert site.mails() == []
 
 
 def test_full_upgrade_from_the_ftp_server_then_rerun_is_a_no_op(site):
@@ -217,6 +261,19 @@ def test_full_upgrade_from_the_ftp_server_then_rerun_is_a_no_op(site):
     assert pre['verification']['ok'] and post['verification']['ok']
     assert pre['verification']['level'] == post['verification']['level'] == 'restore'
     assert pre['created_ns'] < post['created_ns']
+    # each is ConAktiv's own backup (engine command: ca_admin.py backup), stored with the sha256 of what it wrote, checked
+    # by the vendor's verify, and its data file holds the version of its time
+    vendor_dir = os.path.join(site.base, 'backups', 'ConAktiv')
+    for manifest, structure in ((pre, ca_build.OLD_VERSION), (post, ca_build.NEW_VERSION)):
+        assert manifest['engine'] == 'command'
+        [(written, info)] = manifest['written'].items()
+        assert re.fullmatch(r'ConAktiv-\d{8}T\d{6}\.tar\.gz', written), written
+        with open(os.path.join(vendor_dir, written), 'rb') as handle:
+            assert hashlib.sha256(handle.read()).hexdigest() == info['sha256']
+        assert any('the verify command' in check and 'accepted it' in check for check in manifest['verification']['checks'])
+        with tarfile.open(os.path.join(vendor_dir, written)) as tar, tempfile.TemporaryDirectory() as scratch:
+            tar.extractall(scratch, filter='data')
+            assert site.data(scratch)['structure'] == structure
 
     # the administrator read from the user data, and the site's recipient, get the report
     mails = site.mails()
@@ -271,6 +328,7 @@ def test_a_download_with_the_wrong_checksum_stops_the_run_before_anything_stops(
 def test_a_failing_structural_update_rolls_back_to_the_old_folder_with_the_data_restored(site):
     ca_build.make_release(site.root, ca_build.NEW_VERSION, broken=True)
     data, carried = site.data(), site.carried()
+    db_inode = os.stat(os.path.join(site.inst, 'Server Database')).st_ino
     result = site.run()
     assert result.rc != 0
     assert 'step migrate_post failed' in cutover_message(result)
@@ -281,6 +339,13 @@ def test_a_failing_structural_update_rolls_back_to_the_old_folder_with_the_data_
     srv = os.path.dirname(site.inst)
     assert sorted(os.listdir(srv)) == sorted([ca_build.TOP, '%s_failed_%s_1' % (ca_build.TOP, ca_build.NEW_VERSION)])
     assert site.data() == data                      # no half-done structure change: newsletter is not there
+    # the data came back through ConAktiv's own restore (ca_admin.py restore) from the pre-upgrade backup: a new
+    # "Server Database" was put in place in the old folder, and the journal names the backup
+    pre = site.backups()['pre-%s' % ca_build.NEW_VERSION]
+    assert pre['engine'] == 'command' and pre['verification']['ok']
+    finish = [e for e in site.journal() if e['step'] == 'finish'][-1]
+    assert 'the database was restored from %s' % os.path.join(site.base, 'backups', pre['file']) in json.dumps(finish), finish
+    assert os.stat(os.path.join(site.inst, 'Server Database')).st_ino != db_inode
     assert site.carried() == carried
     # the failed new folder shows what the broken update did to its copy of the data
     assert 'newsletter' in site.data(os.path.join(srv, '%s_failed_%s_1' % (ca_build.TOP, ca_build.NEW_VERSION)))['columns']

@@ -1,18 +1,14 @@
 """The upgrade_notify role through real ansible-playbook runs, against a real SMTP server and a real HTTP server.
 
-Both servers live in this test process on free ports of 127.0.0.1: a small SMTP server of our own (socketserver; it
-speaks EHLO, AUTH PLAIN, MAIL, RCPT, DATA and keeps every message) and http.server for the webhook.  The playbook the
+Both servers live in this test process on free ports of 127.0.0.1: aiosmtpd (tests/integration/mail_sink.py: AUTH
+without TLS on loopback, every login and message kept) and http.server for the webhook.  The playbook the
 tests write calls the role for ``start``, writes a real report with the upgrade_report role from sample report data,
 and calls the role for ``finish``.
 """
-import base64
-import email
-import email.policy
 import http.server
 import json
 import os
 import socket
-import socketserver
 import sys
 import threading
 
@@ -22,6 +18,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from harness import run_playbook  # noqa: E402  pylint: disable=wrong-import-position
+from mail_sink import MailSink  # noqa: E402  pylint: disable=wrong-import-position
 
 RUN_ID = '20260307T010000Z-4711'
 PASSWORD = 'smtp-Pa55-word-never-shown'
@@ -31,102 +28,6 @@ PROFILE_NOTIFY = 'admin@klinik.example, it@klinik.example'
 FINISH_SUBJECT = ('[clinops.upgrade] site nord: 2 upgraded, 1 FAILED (rolled back), 1 held back, 1 already current'
                   ' - PMOD 4.3.0 -> 4.4.0')
 START_SUBJECT = '[clinops.upgrade] site nord: upgrade STARTING on 2 servers, 3 clients - PMOD -> 4.4.0'
-
-
-class SMTPHandler(socketserver.StreamRequestHandler):
-    """One SMTP session: just enough of RFC 5321 and RFC 4954 (AUTH PLAIN) for smtplib."""
-
-    def reply(self, *lines):
-        for i, line in enumerate(lines):
-            sep = ' ' if i == len(lines) - 1 else '-'
-            self.wfile.write(('%s%s%s\r\n' % (line[:3], sep, line[4:])).encode('ascii'))
-
-    def handle(self):
-        sink = self.server.sink
-        try:
-            self.session(sink)
-        except (ConnectionError, OSError):
-            pass
-
-    def session(self, sink):
-        self.reply('220 127.0.0.1 clinops test SMTP server')
-        mail_from, rcpt_to = None, []
-        while True:
-            line = self.rfile.readline(65536)
-            if not line:
-                return
-            verb, arg = (line.decode('latin-1').rstrip('\r\n').split(' ', 1) + [''])[:2]
-            verb = verb.upper()
-            if verb == 'EHLO':
-                self.reply('250 127.0.0.1', '250 AUTH PLAIN', '250 8BITMIME')
-            elif verb == 'HELO':
-                self.reply('250 127.0.0.1')
-            elif verb == 'AUTH':
-                mech, initial = (arg.split(' ', 1) + [''])[:2]
-                if mech.upper() != 'PLAIN':
-                    self.reply('504 only PLAIN')
-                    continue
-                if not initial:
-                    self.reply('334 ')
-                    initial = self.rfile.readline().decode('ascii').strip()
-                _authzid, user, password = base64.b64decode(initial).split(b'\0')
-                with sink.lock:
-                    sink.auths.append((user.decode(), password.decode()))
-                self.reply('235 2.7.0 authenticated')
-            elif verb == 'MAIL':
-                mail_from, rcpt_to = arg.split(':', 1)[1].strip().split()[0].strip('<>'), []
-                self.reply('250 ok')
-            elif verb == 'RCPT':
-                rcpt_to.append(arg.split(':', 1)[1].strip().strip('<>'))
-                self.reply('250 ok')
-            elif verb == 'DATA':
-                self.reply('354 go ahead')
-                data = []
-                while True:
-                    chunk = self.rfile.readline(1 << 20)
-                    if not chunk or chunk in (b'.\r\n', b'.\n'):
-                        break
-                    data.append(chunk[1:] if chunk.startswith(b'..') else chunk)
-                with sink.lock:
-                    sink.messages.append({'from': mail_from, 'to': sorted(rcpt_to), 'data': b''.join(data)})
-                self.reply('250 queued')
-            elif verb == 'RSET':
-                mail_from, rcpt_to = None, []
-                self.reply('250 ok')
-            elif verb == 'NOOP':
-                self.reply('250 ok')
-            elif verb == 'QUIT':
-                self.reply('221 bye')
-                return
-            else:
-                # e.g. the TLS hello of secure=try, which falls back to plain SMTP when this answer is not TLS
-                self.reply('502 not implemented')
-
-
-class SMTPServer:
-    """A real SMTP server on 127.0.0.1 in a thread; ``messages`` holds what it accepted, ``auths`` the logins."""
-
-    def __init__(self):
-        self.messages = []
-        self.auths = []
-        self.lock = threading.Lock()
-        self.server = socketserver.ThreadingTCPServer(('127.0.0.1', 0), SMTPHandler)
-        self.server.daemon_threads = True
-        self.server.sink = self
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-
-    def parsed(self):
-        return [email.message_from_bytes(m['data'], policy=email.policy.default) for m in self.messages]
 
 
 class HookHandler(http.server.BaseHTTPRequestHandler):
@@ -167,7 +68,7 @@ class HookServer:
 
 @pytest.fixture
 def smtp():
-    with SMTPServer() as server:
+    with MailSink() as server:
         yield server
 
 
