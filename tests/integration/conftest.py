@@ -68,13 +68,13 @@ def worksteal_order(files, workers):
     module-scoped lab is built once), then the short ones; the tests that a worker may lose to another are its last,
     short ones.
     """
-    total = sum(len(tests) for _, tests in files)
+    total = sum(len(f[1]) for f in files)
     room = []
     left = total
     for k in range(workers):
         room.append(left // (workers - k))
         left -= room[-1]
-    shares = [[] for _ in range(workers)]
+    shares = [[] for k in range(workers)]
     loads = [0] * workers
     weighted = sorted(files, key=lambda f: -SECONDS_PER_TEST.get(f[0], DEFAULT_SECONDS) * len(f[1]))  # stable: ties keep order
     for name, tests in weighted:

@@ -3,9 +3,12 @@
 beside each other and beside the other tests instead of one after the other (``make molecule`` still runs them in a row
 on the fixed folders /tmp/clinops-molecule-*)."""
 import os
+import pathlib
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -24,7 +27,10 @@ def test_every_scenario_is_a_test():
 
 @pytest.mark.parametrize('scenario', SCENARIOS)
 def test_molecule_scenario(scenario, tmp_path):
-    lab = tmp_path / 'lab'
+    # under /tmp, searchable by others: pytest's tmp_path (0700) is closed to the postgres user of the lab's PostgreSQL
+    parent = tempfile.mkdtemp(prefix='clinops-molecule-%s-' % scenario)
+    os.chmod(parent, 0o755)
+    lab = pathlib.Path(parent, 'lab')
     env = dict(os.environ, CLINOPS_MOLECULE_LAB=str(lab), MOLECULE_EPHEMERAL_DIRECTORY=str(tmp_path / 'molecule'),
                NO_COLOR='1', ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0',
                PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', ''))
@@ -38,6 +44,7 @@ def test_molecule_scenario(scenario, tmp_path):
         if left_behind:     # a run that broke off before its last destroy: stop the lab's processes by PID
             subprocess.run([sys.executable, os.path.join(ROOT, 'lab', 'build_lab.py'), '--root', str(lab), '--teardown'],
                            capture_output=True, check=False, timeout=300)
+        shutil.rmtree(parent, ignore_errors=True)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, 'molecule test -s %s ended with %d:\n%s' % (scenario, proc.returncode, output[-20000:])
     assert [p.pattern for p in PASSED if not p.search(output)] == [], output[-20000:]
