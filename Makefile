@@ -13,12 +13,11 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 setup:
 	bash tools/setup.sh
 
-## test: everything CI runs; each suite must run at least one test.
+## test: everything CI runs; each suite must run at least one test.  The three static checks run side by side (each
+## one's output printed whole when it ends, each exit status checked); the molecule scenarios run inside the integration
+## run (tests/integration/test_molecule.py), beside the other tests that mostly wait.  docs/DEVELOPING.md: "Time".
 test: setup
-	$(MAKE) --no-print-directory sanity
-	$(MAKE) --no-print-directory lint
-	$(MAKE) --no-print-directory units
-	$(MAKE) --no-print-directory molecule
+	$(MAKE) --no-print-directory -j3 --output-sync=target sanity lint units
 	$(MAKE) --no-print-directory integration
 
 sanity: setup
@@ -46,6 +45,8 @@ PRODUCT ?= pmod
 demo: setup
 	PRODUCT=$(PRODUCT) bash lab/demo.sh
 
+## molecule: the four scenarios one after the other on the fixed folders /tmp/clinops-molecule-* (`make test` runs them
+## in the integration run instead, each on a temp folder).
 molecule: setup
 	cd extensions && molecule test -s default && molecule test -s imageserver && molecule test -s conaktiv && molecule test -s ksamu
 
