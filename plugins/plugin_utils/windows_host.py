@@ -12,7 +12,7 @@ Windows host needs no Python:
 operation              ansible.windows module
 =====================  ===============================================================================================
 exists/isdir/isfile/   ``win_stat`` (``follow: false``: a symlink or junction is seen as itself; ``lnk_source`` for
-islink/readlink/       ``readlink``/``realpath``)
+islink/readlink/       ``readlink``; ``realpath`` asks about each component and resolves every link on the way)
 realpath
 listdir                ``win_find`` (``file_type: any``, ``hidden: true``, not recursive)
 read_text/read_bytes   ``slurp`` (bytes as they are: CRLF, UTF-16 and ANSI files are read, and written, byte for byte)
@@ -62,8 +62,32 @@ SCRIPTS = {}
 READ_ONLY = ('ansible.windows.win_stat', 'ansible.windows.slurp', 'ansible.windows.win_find', 'ansible.windows.win_service_info')
 
 
-def _script(name, body):
-    SCRIPTS[name] = '# clinops.upgrade: %s\n%s' % (name, body.strip() + '\n')
+# Long paths: '\\?\' before a full, normalized path lifts the 260-character limit of the .NET Framework file APIs that
+# Windows PowerShell 5.1 uses (no LongPathsEnabled needed); a path with '.' or '..' components is left as it is (the
+# prefix turns normalization off). Defined after the script's param() block, which PowerShell wants first.
+LONG_PATH = r'''
+function Get-LongPath([string]$Path) {
+    if (-not $Path -or $Path.StartsWith('\\?\') -or $Path -match '\\\.{1,2}(\\|$)') { return $Path }
+    if ($Path -match '^[A-Za-z]:\\') { return '\\?\' + $Path }
+    if ($Path.StartsWith('\\')) { return '\\?\UNC\' + $Path.Substring(2) }
+    return $Path
+}
+function Get-ShortPath([string]$Path) {
+    if ($Path -and $Path.StartsWith('\\?\UNC\')) { return '\\' + $Path.Substring(8) }
+    if ($Path -and $Path.StartsWith('\\?\')) { return $Path.Substring(4) }
+    return $Path
+}
+'''.strip()
+
+
+def _script(name, body, long_paths=()):
+    """Register script ``name``; the parameters named in ``long_paths`` are given the long-path prefix first."""
+    body = body.strip() + '\n'
+    if long_paths:
+        head, rest = body.split('\n', 1)
+        assert head.startswith('param(')
+        body = '%s\n%s\n%s%s' % (head, LONG_PATH, ''.join('$%s = Get-LongPath $%s\n' % (p, p) for p in long_paths), rest)
+    SCRIPTS[name] = '# clinops.upgrade: %s\n%s' % (name, body)
     return SCRIPTS[name]
 
 
@@ -82,7 +106,7 @@ try {
     if ([IO.File]::Exists($tmp)) { [IO.File]::Delete($tmp) }
 }
 @{ written = $bytes.Length }
-''')
+''', long_paths=('Path',))
 
 _script('rename', r'''
 param([string]$Source, [string]$Destination, [int]$Retries, [int]$DelayMs)
@@ -108,8 +132,8 @@ if ([IO.Directory]::Exists($Source)) {
         try { [IO.File]::Open($file, 'Open', 'ReadWrite', 'None').Dispose() } catch { $locked = $file; break }
     }
 }
-@{ renamed = $false; attempts = $attempt; locked = $locked; message = $problem.Message }
-''')
+@{ renamed = $false; attempts = $attempt; locked = (Get-ShortPath $locked); message = $problem.Message }
+''', long_paths=('Source', 'Destination'))
 
 _script('copy_tree', r'''
 param([string]$Source, [string]$Destination)
@@ -117,7 +141,7 @@ $ErrorActionPreference = 'Stop'
 $Ansible.Changed = $true
 Copy-Item -LiteralPath $Source -Destination $Destination -Recurse -Force
 @{ copied = $true }
-''')
+''', long_paths=('Source', 'Destination'))
 
 _script('zip_list', r'''
 param([string]$Archive)
@@ -129,7 +153,7 @@ try {
     $names = @(foreach ($entry in $zip.Entries) { $entry.FullName })
 } finally { $zip.Dispose() }
 @{ names = $names }
-''')
+''', long_paths=('Archive',))
 
 _script('zip_extract', r'''
 param([string]$Archive, [string]$Destination, [string[]]$Names)
@@ -155,7 +179,7 @@ try {
     }
 } finally { $zip.Dispose() }
 @{ extracted = $count }
-''')
+''', long_paths=('Archive', 'Destination'))
 
 _script('run', r'''
 param([string[]]$Argv, [string]$Chdir, [int]$TimeoutMs)
@@ -194,6 +218,45 @@ $now = [DateTimeOffset]::UtcNow
 @{ utc = $now.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'+00:00'"); epoch = $now.ToUnixTimeMilliseconds() / 1000.0
    timezone = [TimeZoneInfo]::Local.Id }
 ''')
+
+
+MAX_LINK_HOPS = 40
+UNC = re.compile(r'^[\\/]{2}[^\\/]+[\\/][^\\/]+')
+
+
+def _split_root(path):
+    """``(root, components)`` of an absolute path with ``/``: ``C:/a/b`` is ``('C:/', ['a', 'b'])``, ``//srv/share/a``
+    ``('//srv/share/', ['a'])``, ``/tmp/a`` (the lab's doubles) ``('/', ['tmp', 'a'])``; ``(None, [])`` when relative."""
+    text = path.replace('\\', '/')
+    if DRIVE.match(text):
+        root, rest = text[:2].upper() + '/', text[3:]
+    elif UNC.match(text):
+        found = UNC.match(text).group(0)
+        root, rest = found.replace('\\', '/') + '/', text[len(found):]
+    elif text.startswith('/'):
+        root, rest = '/', text
+    else:
+        return None, []
+    return root, [p for p in rest.split('/') if p and p != '.']
+
+
+def _lexical(parts):
+    """``..`` taken away with the component before it, as Windows normalizes a path before resolving it."""
+    kept = []
+    for part in parts:
+        if part == '..':
+            if kept:
+                kept.pop()
+        else:
+            kept.append(part)
+    return kept
+
+
+def _parent(current, root):
+    if current.rstrip('/') == root.rstrip('/'):
+        return root
+    head = current.rstrip('/').rsplit('/', 1)[0]
+    return head + '/' if len(head) < len(root) else head
 
 
 def native(path):
@@ -351,12 +414,36 @@ class WindowsHost:
         return found.get('lnk_target') or found.get('lnk_source') or ''
 
     def realpath(self, path):
-        """Where ``path`` leads: the link's absolute target when its last component is a link (win_stat resolves one
-        component; the engine refuses links among the folders it moves before it asks)."""
-        found = self.stat(path)
-        if found.get('islnk') or found.get('isjunction'):
-            return found.get('lnk_source') or path
-        return path.rstrip('/\\') or path
+        """Where ``path`` leads, every component resolved: ``..`` dropped first (as Windows does), then each component
+        asked about with ``win_stat`` (``follow: false``, remembered), a symlink or junction replaced by its
+        ``lnk_source`` and the rest walked on from there; the components after the first missing one are kept as they
+        are. Paths use ``/``."""
+        root, parts = _split_root(path)
+        if root is None:
+            return path.rstrip('/\\') or path
+        current, hops, todo = root, 0, _lexical(parts)  # Windows drops '..' from a path before it looks at links
+        while todo:
+            part = todo.pop(0)
+            if part == '..':
+                current = _parent(current, root)
+                continue
+            candidate = current.rstrip('/') + '/' + part
+            found = self.stat(candidate)
+            if not found.get('exists'):
+                current = '/'.join([candidate.rstrip('/')] + todo)
+                break
+            target = found.get('lnk_source') if found.get('islnk') or found.get('isjunction') else None
+            if not target:
+                current = candidate
+                continue
+            hops += 1
+            if hops > MAX_LINK_HOPS:
+                raise StepFailed('cannot resolve %s: more than %d links (a loop?)' % (path, MAX_LINK_HOPS))
+            new_root, new_parts = _split_root(str(target))
+            if new_root is None:  # a relative target: from the link's folder
+                new_root, new_parts = current, _split_root('/x/' + str(target))[1][1:]
+            current, todo = new_root, new_parts + todo
+        return current
 
     def listdir(self, path):
         args = dict(paths=[native(path)], file_type='any', hidden=True, recurse=False, get_checksum=False)
