@@ -93,6 +93,7 @@ class ActionModule(ActionBase):
         module = ControllerModule(params, bool(self._task.check_mode),
                                   checked._no_log_values)  # pylint: disable=protected-access
         host = WindowsHost(self, task_vars)
+        host.module = module
         outcome = dict(failed=True, msg='the engine ended without a result')
         try:
             share_login_password(module)

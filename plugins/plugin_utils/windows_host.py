@@ -51,7 +51,7 @@ import time
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.clinops.upgrade.plugins.module_utils import journal as _journal
 from ansible_collections.clinops.upgrade.plugins.module_utils import paths as _paths
-from ansible_collections.clinops.upgrade.plugins.module_utils.host import StepFailed
+from ansible_collections.clinops.upgrade.plugins.module_utils.host import StepFailed, run_module as _run_module
 
 RENAME_RETRIES = 10
 RENAME_DELAY_MS = 500
@@ -296,6 +296,100 @@ class _ServiceAction:
         return checked, checked.validated_parameters
 
 
+class WindowsBackupIO:
+    """The operations of a db_backup run (``module_utils/backup/hostio.py``) on the Windows host."""
+
+    remote = True
+    RUN_TIMEOUT = 6 * 3600.0  # a BACKUP DATABASE of a large database; sqlcmd's own -l bounds the login
+
+    def __init__(self, host):
+        self.host = host
+
+    def exists(self, path):
+        return self.host.exists(path)
+
+    def isdir(self, path):
+        return self.host.isdir(path)
+
+    def listdir(self, path):
+        return self.host.listdir(path) if self.host.isdir(path) else []
+
+    def read_text(self, path):
+        return self.host.read_text(path)
+
+    def write_new(self, path, text):
+        self.host.write_atomic(path, text)
+
+    def rename(self, src, dst):
+        self.host.rename(src, dst)
+
+    def remove(self, path):
+        self.host.remove_tree(path)
+
+    def mkdir(self, path):
+        self.host.makedirs(path)
+
+    def writable(self, path, check_mode=False):
+        """Check mode asks nothing more (win_stat cannot tell the ACL); else a probe file written and removed."""
+        if check_mode:
+            return None
+        probe = path.rstrip('/\\') + '/.db_backup-probe-%d' % os.getpid()
+        try:
+            self.host.write_atomic(probe, b'')
+            self.host.remove_tree(probe)
+        except StepFailed as exc:
+            return exc.msg
+        return None
+
+    def free_space(self, path):
+        return self.host.free_space(path)
+
+    def hash_file(self, path):
+        """``(sha256, size)`` from ``win_stat`` (``get_checksum``, ``checksum_algorithm: sha256``): the file is read on
+        the host, only the digest comes back."""
+        res = self.host.must('ansible.windows.win_stat', dict(path=native(path), follow=False, get_checksum=True,
+                                                               checksum_algorithm='sha256'), 'sha256 of %s' % path)
+        found = res.get('stat') or {}
+        if not found.get('exists') or found.get('isdir'):
+            raise StepFailed('sha256 of %s: it is not a file on the host' % path)
+        return found.get('checksum'), int(found.get('size') or 0)
+
+    @staticmethod
+    def fsync_dir(path):
+        """Nothing to do: the renames on the host are NTFS metadata operations, journaled by the file system."""
+        del path
+
+    def run(self, argv, env=None):
+        if env:
+            raise StepFailed('%s: an environment for the program is not passed to a Windows host' % argv[0])
+        out = self.host.run(argv, timeout=self.RUN_TIMEOUT)
+        return out['rc'], out['stdout'], out['stderr']
+
+
+class _BackupParent:
+    """What db_backup's in-process run needs of its parent module, for a Windows host (see host.run_module)."""
+
+    def __init__(self, host):
+        module = getattr(host, 'module', None)
+        self.no_log_values = module.no_log_values if module is not None else set()
+        self.check_mode = bool(module.check_mode) if module is not None else False
+        self.backup_io = WindowsBackupIO(host)
+        self.tmpdir = None
+        self._module = module
+
+    def warn(self, warning):
+        if self._module is not None:
+            self._module.warn(warning)
+
+    @staticmethod
+    def get_bin_path(name):
+        return name  # found by the host when it runs
+
+    @staticmethod
+    def run_command(args):
+        raise StepFailed('%s would run on the controller, not on the Windows host; refused' % args[0])
+
+
 class HostJournal(_journal.Journal):
     """The journal and the upgrade lock as files on the Windows host: read once with slurp (this run holds the lock, no
     one else writes them), then each entry written by rewriting the file through a temporary file (script ``write``)."""
@@ -355,6 +449,7 @@ class WindowsHost:
     def __init__(self, action, task_vars):
         self.action = action
         self.task_vars = task_vars
+        self.module = None  # the engine's module (the action plugin sets it): check mode, warnings, no_log values
         self.calls = []  # (module, args) of every call, for the journal of what was done and for the tests
         self.stats = {}  # path -> win_stat, forgotten by every call that may change a file (one round trip less per ask)
 
@@ -520,6 +615,18 @@ class WindowsHost:
             checked = ArgumentSpecValidator(prefs_argument_spec()).validate(dict((k, v) for k, v in params.items() if v is not None))
             if checked.error_messages:
                 raise StepFailed('invalid prefs_migrate options, nothing was done: %s' % '; '.join(checked.error_messages))
+        elif name == 'db_backup':
+            from ansible_collections.clinops.upgrade.plugins.module_utils.backup import module as _db_backup  # pylint: disable=import-outside-toplevel
+            from ansible_collections.clinops.upgrade.plugins.module_utils.backup.common import BackupError  # pylint: disable=import-outside-toplevel
+            kwargs = _db_backup.module_kwargs()
+            checked = ArgumentSpecValidator(kwargs['argument_spec']).validate(dict((k, v) for k, v in params.items() if v is not None))
+            if checked.error_messages:
+                raise StepFailed('invalid db_backup options, nothing was done: %s' % '; '.join(checked.error_messages))
+            try:
+                _db_backup.check_remote(checked.validated_parameters)
+                _db_backup.validate_options(checked.validated_parameters)
+            except BackupError as exc:
+                raise StepFailed('db_backup on a Windows host: %s' % exc) from None
         else:
             raise StepFailed('%s is not carried out on Windows hosts by this release (the step needs Python on the host); '
                              'leave its option out for a Windows host' % name)
@@ -540,6 +647,8 @@ class WindowsHost:
             return self._services(params)
         if name == 'prefs_migrate':
             return self._prefs(params)
+        if name == 'db_backup':
+            return self._db_backup(params)
         self.validate(name, params)  # raises: not on Windows
         return {}
 
@@ -594,6 +703,13 @@ class WindowsHost:
         if migration.result.get('failed'):
             raise StepFailed(migration.result.get('msg') or 'prefs_migrate failed', migration.result)
         return migration.result
+
+    def _db_backup(self, params):
+        """db_backup's one implementation (``module_utils/backup``), run here with the host's files and programs
+        reached through :class:`WindowsBackupIO`; the engines that need more than that are refused by validate()."""
+        from ansible_collections.clinops.upgrade.plugins.module_utils.backup import module as _db_backup  # pylint: disable=import-outside-toplevel
+        self.validate('db_backup', params)
+        return _run_module(_BackupParent(self), 'db_backup', _db_backup, params)
 
     def run(self, argv, cwd=None, timeout=60.0):
         out = self.script('run', 'run %s' % argv[0], Argv=[str(a) for a in argv], Chdir=native(cwd or ''),
