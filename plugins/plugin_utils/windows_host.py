@@ -33,6 +33,9 @@ clock                  ``win_powershell`` script ``clock``: UTC time and the tim
 journal and lock       files on the host, through ``slurp`` / script ``write`` / ``win_file``
 prefs_migrate          the Windows path of ``prefs_migrate``'s action plugin (``win_find``, ``win_stat``, ``slurp``,
                        ``win_copy``)
+db_backup (mssql)      db_backup's runner and engine with :class:`WindowsBackupIO`: sqlcmd through script ``run``, the
+                       backup hashed on the host by ``win_stat`` (``get_checksum``, ``checksum_algorithm: sha256``),
+                       manifests through ``win_find``/``slurp``/script ``write``, renames and removals as above
 =====================  ===============================================================================================
 
 Every ``win_powershell`` script starts with the line ``# clinops.upgrade: <name>`` and takes its input only through
