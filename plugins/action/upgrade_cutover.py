@@ -6,8 +6,9 @@
 Like ansible-core's ``service`` action plugin picks the module for the host's service manager, this one looks at the
 host (``plugin_utils/host_os.py``, shared by every action plugin of the collection). A POSIX host runs the module,
 unchanged. A Windows host - the variable ``clinops_upgrade_host_os: windows``, the fact ``os_family`` ``Windows``,
-connection ``winrm``/``psrp`` or a PowerShell shell - gets the same :class:`Cutover` (every step and the rollback, one code path) run here on the controller with a
-:class:`WindowsHost`, which carries out each host operation with the ansible.windows modules. The network checks (C-ECHO,
+connection ``winrm``/``psrp`` or a PowerShell shell - gets the same :class:`Cutover` (every step and the rollback, one
+code path) run here on the controller with a :class:`WindowsHost`, which carries out each host operation with the
+ansible.windows modules. The network checks (C-ECHO,
 TCP) run from the controller; the command checks run on the host. ``clinops_upgrade_host_os: posix`` forces the module.
 """
 

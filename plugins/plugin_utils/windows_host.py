@@ -88,7 +88,8 @@ def _script(name, body, long_paths=()):
     body = body.strip() + '\n'
     if long_paths:
         head, rest = body.split('\n', 1)
-        assert head.startswith('param(')
+        if not head.startswith('param('):
+            raise ValueError('script %s: the long-path helpers go after its param() block, which must come first' % name)
         body = '%s\n%s\n%s%s' % (head, LONG_PATH, ''.join('$%s = Get-LongPath $%s\n' % (p, p) for p in long_paths), rest)
     SCRIPTS[name] = '# clinops.upgrade: %s\n%s' % (name, body)
     return SCRIPTS[name]
@@ -350,8 +351,8 @@ class WindowsBackupIO:
     def hash_file(self, path):
         """``(sha256, size)`` from ``win_stat`` (``get_checksum``, ``checksum_algorithm: sha256``): the file is read on
         the host, only the digest comes back."""
-        res = self.host.must('ansible.windows.win_stat', dict(path=native(path), follow=False, get_checksum=True,
-                                                               checksum_algorithm='sha256'), 'sha256 of %s' % path)
+        args = dict(path=native(path), follow=False, get_checksum=True, checksum_algorithm='sha256')
+        res = self.host.must('ansible.windows.win_stat', args, 'sha256 of %s' % path)
         found = res.get('stat') or {}
         if not found.get('exists') or found.get('isdir'):
             raise StepFailed('sha256 of %s: it is not a file on the host' % path)
