@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Action plugin for prefs_migrate: POSIX hosts run the module; Windows hosts are served from the controller.
 
-On a Windows host (``ansible_facts.os_family == 'Windows'`` or a PowerShell connection shell) the files
+On a Windows host (``plugin_utils/host_os.py``: the override variable, the facts, the connection or its shell) the files
 are listed with ``ansible.windows.win_find``/``win_stat``, read with ``ansible.windows.slurp``, merged
 here with the same engine the module uses (``module_utils/prefs/``), and written with
 ``ansible.windows.win_copy`` (``remote`` mode for copies between the roots, ``single`` mode for merged
@@ -26,6 +26,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_bytes, to_native
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.clinops.upgrade.plugins.plugin_utils.host_os import is_windows
 from ansible_collections.clinops.upgrade.plugins.module_utils.paths import PathEscape, check_option_path
 from ansible_collections.clinops.upgrade.plugins.module_utils.prefs.common import DIFF_LIMIT, PrefsError, prefs_argument_spec
 from ansible_collections.clinops.upgrade.plugins.module_utils.prefs.masking import file_diff, is_key_file
@@ -36,14 +37,6 @@ from ansible_collections.clinops.upgrade.plugins.module_utils.prefs.patterns imp
 
 MODULE = 'clinops.upgrade.prefs_migrate'
 MANIFEST = '.prefs_migrate-manifest.json'
-
-
-def is_windows(task_vars, connection):
-    facts = (task_vars or {}).get('ansible_facts') or {}
-    if facts.get('os_family') == 'Windows' or (task_vars or {}).get('ansible_os_family') == 'Windows':
-        return True
-    shell = getattr(connection, '_shell', None)
-    return getattr(shell, 'SHELL_FAMILY', '') == 'powershell' or bool(getattr(shell, '_IS_WINDOWS', False))
 
 
 def win_norm(path):
@@ -68,7 +61,7 @@ class ActionModule(ActionBase):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
         del tmp
-        if not is_windows(task_vars, self._connection):
+        if not is_windows(task_vars, self._connection, self._templar):
             result.update(self._execute_module(module_name=MODULE, module_args=self._task.args, task_vars=task_vars))
             return result
         try:

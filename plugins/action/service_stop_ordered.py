@@ -4,7 +4,7 @@
 """Action plugin of service_stop_ordered: the POSIX module, or the same order through ansible.windows.
 
 Python modules do not run on Windows.  Like ansible-core's ``service`` action plugin dispatches on the service
-manager, this one looks at the host: on Windows (facts, a PowerShell shell, or ``backend: windows``) it stops each
+manager, this one looks at the host: on Windows (``plugin_utils/host_os.py``, or ``backend: windows``) it stops each
 service with ``sc.exe stop`` (``ansible.windows.win_command``), polls ``ansible.windows.win_service_info`` until the
 service is stopped or its timeout passes, waits for its port with ``ansible.windows.win_wait_for``, and starts with
 ``ansible.windows.win_service``.  Anywhere else it runs the module.
@@ -17,6 +17,7 @@ import time
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.clinops.upgrade.plugins.plugin_utils.host_os import is_windows
 from ansible_collections.clinops.upgrade.plugins.module_utils.service.spec import (
     MUTUALLY_EXCLUSIVE,
     argument_spec,
@@ -62,13 +63,7 @@ class ActionModule(ActionBase):
         services = self._task.args.get('services')
         if isinstance(services, list) and any(isinstance(s, dict) and s.get('backend') == 'windows' for s in services):
             return True
-        facts = task_vars.get('ansible_facts') or {}
-        if facts.get('os_family') == 'Windows' or task_vars.get('ansible_os_family') == 'Windows':
-            return True
-        if task_vars.get('ansible_shell_type') in ('powershell', 'pwsh'):
-            return True
-        shell = getattr(self._connection, '_shell', None)
-        return getattr(shell, 'SHELL_FAMILY', None) == 'powershell'
+        return is_windows(task_vars, self._connection, self._templar)
 
     def windows_module(self, name, args, task_vars):
         """Run one ansible.windows module on the host (the unit tests replace _execute_module)."""

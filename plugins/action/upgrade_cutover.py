@@ -4,10 +4,11 @@
 """Action plugin of upgrade_cutover: the module on a POSIX host, the same engine from the controller on Windows.
 
 Like ansible-core's ``service`` action plugin picks the module for the host's service manager, this one looks at the
-host. A POSIX host runs the module, unchanged. A Windows host - connection ``winrm``/``psrp``, a PowerShell shell,
-``ansible_os_family`` (or the fact ``os_family``) ``Windows``, or the variable ``clinops_upgrade_host_os: windows`` -
-gets the same :class:`Cutover` (every step and the rollback, one code path) run here on the controller with a
-:class:`WindowsHost`, which carries out each host operation with the ansible.windows modules. The network checks (C-ECHO,
+host (``plugin_utils/host_os.py``, shared by every action plugin of the collection). A POSIX host runs the module,
+unchanged. A Windows host - the variable ``clinops_upgrade_host_os: windows``, the fact ``os_family`` ``Windows``,
+connection ``winrm``/``psrp`` or a PowerShell shell - gets the same :class:`Cutover` (every step and the rollback, one
+code path) run here on the controller with a :class:`WindowsHost`, which carries out each host operation with the
+ansible.windows modules. The network checks (C-ECHO,
 TCP) run from the controller; the command checks run on the host. ``clinops_upgrade_host_os: posix`` forces the module.
 """
 
@@ -21,12 +22,11 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.clinops.upgrade.plugins.module_utils.cutover import (
     Cutover, StepFailed, check_problems, share_login_password, validate_steps)
 from ansible_collections.clinops.upgrade.plugins.module_utils.cutover_spec import argument_spec
+from ansible_collections.clinops.upgrade.plugins.plugin_utils.host_os import host_os
 from ansible_collections.clinops.upgrade.plugins.plugin_utils.windows_host import WindowsHost, is_windows_abs
 
 MODULE = 'clinops.upgrade.upgrade_cutover'
-HOST_OS_VAR = 'clinops_upgrade_host_os'
 PATH_OPTIONS = ('journal', 'install_root', 'staged', 'artifact', 'staging_dir', 'old_artifact')
-WINDOWS_CONNECTIONS = ('winrm', 'psrp', 'ansible.builtin.winrm', 'ansible.builtin.psrp')
 
 
 class Ended(BaseException):
@@ -54,27 +54,6 @@ class ControllerModule:
 
     def exit_json(self, **kwargs):
         raise Ended(kwargs)
-
-
-def host_os(task_vars, connection, templar=None):
-    """``windows`` or ``posix``, for the host this task runs on."""
-    wanted = (task_vars or {}).get(HOST_OS_VAR)
-    if templar is not None and isinstance(wanted, str):
-        wanted = templar.template(wanted)
-    if wanted:
-        wanted = str(wanted).lower()
-        if wanted not in ('windows', 'posix'):
-            raise AnsibleActionFail('%s must be windows or posix, not %r' % (HOST_OS_VAR, wanted))
-        return wanted
-    facts = (task_vars or {}).get('ansible_facts') or {}
-    if facts.get('os_family') == 'Windows' or (task_vars or {}).get('ansible_os_family') == 'Windows':
-        return 'windows'
-    if getattr(connection, 'transport', None) in WINDOWS_CONNECTIONS:
-        return 'windows'
-    if (task_vars or {}).get('ansible_shell_type') in ('powershell', 'pwsh'):
-        return 'windows'
-    shell = getattr(connection, '_shell', None)
-    return 'windows' if getattr(shell, 'SHELL_FAMILY', None) == 'powershell' else 'posix'
 
 
 class ActionModule(ActionBase):
@@ -115,6 +94,7 @@ class ActionModule(ActionBase):
         module = ControllerModule(params, bool(self._task.check_mode),
                                   checked._no_log_values)  # pylint: disable=protected-access
         host = WindowsHost(self, task_vars)
+        host.module = module
         outcome = dict(failed=True, msg='the engine ended without a result')
         try:
             share_login_password(module)

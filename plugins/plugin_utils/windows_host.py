@@ -12,7 +12,7 @@ Windows host needs no Python:
 operation              ansible.windows module
 =====================  ===============================================================================================
 exists/isdir/isfile/   ``win_stat`` (``follow: false``: a symlink or junction is seen as itself; ``lnk_source`` for
-islink/readlink/       ``readlink``/``realpath``)
+islink/readlink/       ``readlink``; ``realpath`` asks about each component and resolves every link on the way)
 realpath
 listdir                ``win_find`` (``file_type: any``, ``hidden: true``, not recursive)
 read_text/read_bytes   ``slurp`` (bytes as they are: CRLF, UTF-16 and ANSI files are read, and written, byte for byte)
@@ -33,6 +33,9 @@ clock                  ``win_powershell`` script ``clock``: UTC time and the tim
 journal and lock       files on the host, through ``slurp`` / script ``write`` / ``win_file``
 prefs_migrate          the Windows path of ``prefs_migrate``'s action plugin (``win_find``, ``win_stat``, ``slurp``,
                        ``win_copy``)
+db_backup (mssql)      db_backup's runner and engine with :class:`WindowsBackupIO`: sqlcmd through script ``run``, the
+                       backup hashed on the host by ``win_stat`` (``get_checksum``, ``checksum_algorithm: sha256``),
+                       manifests through ``win_find``/``slurp``/script ``write``, renames and removals as above
 =====================  ===============================================================================================
 
 Every ``win_powershell`` script starts with the line ``# clinops.upgrade: <name>`` and takes its input only through
@@ -51,7 +54,7 @@ import time
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.clinops.upgrade.plugins.module_utils import journal as _journal
 from ansible_collections.clinops.upgrade.plugins.module_utils import paths as _paths
-from ansible_collections.clinops.upgrade.plugins.module_utils.host import StepFailed
+from ansible_collections.clinops.upgrade.plugins.module_utils.host import StepFailed, run_module as _run_module
 
 RENAME_RETRIES = 10
 RENAME_DELAY_MS = 500
@@ -62,8 +65,33 @@ SCRIPTS = {}
 READ_ONLY = ('ansible.windows.win_stat', 'ansible.windows.slurp', 'ansible.windows.win_find', 'ansible.windows.win_service_info')
 
 
-def _script(name, body):
-    SCRIPTS[name] = '# clinops.upgrade: %s\n%s' % (name, body.strip() + '\n')
+# Long paths: '\\?\' before a full, normalized path lifts the 260-character limit of the .NET Framework file APIs that
+# Windows PowerShell 5.1 uses (no LongPathsEnabled needed); a path with '.' or '..' components is left as it is (the
+# prefix turns normalization off). Defined after the script's param() block, which PowerShell wants first.
+LONG_PATH = r'''
+function Get-LongPath([string]$Path) {
+    if (-not $Path -or $Path.StartsWith('\\?\') -or $Path -match '\\\.{1,2}(\\|$)') { return $Path }
+    if ($Path -match '^[A-Za-z]:\\') { return '\\?\' + $Path }
+    if ($Path.StartsWith('\\')) { return '\\?\UNC\' + $Path.Substring(2) }
+    return $Path
+}
+function Get-ShortPath([string]$Path) {
+    if ($Path -and $Path.StartsWith('\\?\UNC\')) { return '\\' + $Path.Substring(8) }
+    if ($Path -and $Path.StartsWith('\\?\')) { return $Path.Substring(4) }
+    return $Path
+}
+'''.strip()
+
+
+def _script(name, body, long_paths=()):
+    """Register script ``name``; the parameters named in ``long_paths`` are given the long-path prefix first."""
+    body = body.strip() + '\n'
+    if long_paths:
+        head, rest = body.split('\n', 1)
+        if not head.startswith('param('):
+            raise ValueError('script %s: the long-path helpers go after its param() block, which must come first' % name)
+        body = '%s\n%s\n%s%s' % (head, LONG_PATH, ''.join('$%s = Get-LongPath $%s\n' % (p, p) for p in long_paths), rest)
+    SCRIPTS[name] = '# clinops.upgrade: %s\n%s' % (name, body)
     return SCRIPTS[name]
 
 
@@ -82,7 +110,7 @@ try {
     if ([IO.File]::Exists($tmp)) { [IO.File]::Delete($tmp) }
 }
 @{ written = $bytes.Length }
-''')
+''', long_paths=('Path',))
 
 _script('rename', r'''
 param([string]$Source, [string]$Destination, [int]$Retries, [int]$DelayMs)
@@ -108,8 +136,8 @@ if ([IO.Directory]::Exists($Source)) {
         try { [IO.File]::Open($file, 'Open', 'ReadWrite', 'None').Dispose() } catch { $locked = $file; break }
     }
 }
-@{ renamed = $false; attempts = $attempt; locked = $locked; message = $problem.Message }
-''')
+@{ renamed = $false; attempts = $attempt; locked = (Get-ShortPath $locked); message = $problem.Message }
+''', long_paths=('Source', 'Destination'))
 
 _script('copy_tree', r'''
 param([string]$Source, [string]$Destination)
@@ -117,7 +145,7 @@ $ErrorActionPreference = 'Stop'
 $Ansible.Changed = $true
 Copy-Item -LiteralPath $Source -Destination $Destination -Recurse -Force
 @{ copied = $true }
-''')
+''', long_paths=('Source', 'Destination'))
 
 _script('zip_list', r'''
 param([string]$Archive)
@@ -129,7 +157,7 @@ try {
     $names = @(foreach ($entry in $zip.Entries) { $entry.FullName })
 } finally { $zip.Dispose() }
 @{ names = $names }
-''')
+''', long_paths=('Archive',))
 
 _script('zip_extract', r'''
 param([string]$Archive, [string]$Destination, [string[]]$Names)
@@ -155,7 +183,7 @@ try {
     }
 } finally { $zip.Dispose() }
 @{ extracted = $count }
-''')
+''', long_paths=('Archive', 'Destination'))
 
 _script('run', r'''
 param([string[]]$Argv, [string]$Chdir, [int]$TimeoutMs)
@@ -196,6 +224,45 @@ $now = [DateTimeOffset]::UtcNow
 ''')
 
 
+MAX_LINK_HOPS = 40
+UNC = re.compile(r'^[\\/]{2}[^\\/]+[\\/][^\\/]+')
+
+
+def _split_root(path):
+    """``(root, components)`` of an absolute path with ``/``: ``C:/a/b`` is ``('C:/', ['a', 'b'])``, ``//srv/share/a``
+    ``('//srv/share/', ['a'])``, ``/tmp/a`` (the lab's doubles) ``('/', ['tmp', 'a'])``; ``(None, [])`` when relative."""
+    text = path.replace('\\', '/')
+    if DRIVE.match(text):
+        root, rest = text[:2].upper() + '/', text[3:]
+    elif UNC.match(text):
+        found = UNC.match(text).group(0)
+        root, rest = found.replace('\\', '/') + '/', text[len(found):]
+    elif text.startswith('/'):
+        root, rest = '/', text
+    else:
+        return None, []
+    return root, [p for p in rest.split('/') if p and p != '.']
+
+
+def _lexical(parts):
+    """``..`` taken away with the component before it, as Windows normalizes a path before resolving it."""
+    kept = []
+    for part in parts:
+        if part == '..':
+            if kept:
+                kept.pop()
+        else:
+            kept.append(part)
+    return kept
+
+
+def _parent(current, root):
+    if current.rstrip('/') == root.rstrip('/'):
+        return root
+    head = current.rstrip('/').rsplit('/', 1)[0]
+    return head + '/' if len(head) < len(root) else head
+
+
 def native(path):
     """A path as the Windows modules get it: ``C:/PMOD/app`` becomes ``C:\\PMOD\\app``, ``//server/share/x``
     ``\\\\server\\share\\x`` (other paths unchanged)."""
@@ -231,6 +298,100 @@ class _ServiceAction:
         if checked.error_messages:
             raise StepFailed('invalid service_stop_ordered options, nothing was done: %s' % '; '.join(checked.error_messages))
         return checked, checked.validated_parameters
+
+
+class WindowsBackupIO:
+    """The operations of a db_backup run (``module_utils/backup/hostio.py``) on the Windows host."""
+
+    remote = True
+    RUN_TIMEOUT = 6 * 3600.0  # a BACKUP DATABASE of a large database; sqlcmd's own -l bounds the login
+
+    def __init__(self, host):
+        self.host = host
+
+    def exists(self, path):
+        return self.host.exists(path)
+
+    def isdir(self, path):
+        return self.host.isdir(path)
+
+    def listdir(self, path):
+        return self.host.listdir(path) if self.host.isdir(path) else []
+
+    def read_text(self, path):
+        return self.host.read_text(path)
+
+    def write_new(self, path, text):
+        self.host.write_atomic(path, text)
+
+    def rename(self, src, dst):
+        self.host.rename(src, dst)
+
+    def remove(self, path):
+        self.host.remove_tree(path)
+
+    def mkdir(self, path):
+        self.host.makedirs(path)
+
+    def writable(self, path, check_mode=False):
+        """Check mode asks nothing more (win_stat cannot tell the ACL); else a probe file written and removed."""
+        if check_mode:
+            return None
+        probe = path.rstrip('/\\') + '/.db_backup-probe-%d' % os.getpid()
+        try:
+            self.host.write_atomic(probe, b'')
+            self.host.remove_tree(probe)
+        except StepFailed as exc:
+            return exc.msg
+        return None
+
+    def free_space(self, path):
+        return self.host.free_space(path)
+
+    def hash_file(self, path):
+        """``(sha256, size)`` from ``win_stat`` (``get_checksum``, ``checksum_algorithm: sha256``): the file is read on
+        the host, only the digest comes back."""
+        args = dict(path=native(path), follow=False, get_checksum=True, checksum_algorithm='sha256')
+        res = self.host.must('ansible.windows.win_stat', args, 'sha256 of %s' % path)
+        found = res.get('stat') or {}
+        if not found.get('exists') or found.get('isdir'):
+            raise StepFailed('sha256 of %s: it is not a file on the host' % path)
+        return found.get('checksum'), int(found.get('size') or 0)
+
+    @staticmethod
+    def fsync_dir(path):
+        """Nothing to do: the renames on the host are NTFS metadata operations, journaled by the file system."""
+        del path
+
+    def run(self, argv, env=None):
+        if env:
+            raise StepFailed('%s: an environment for the program is not passed to a Windows host' % argv[0])
+        out = self.host.run(argv, timeout=self.RUN_TIMEOUT)
+        return out['rc'], out['stdout'], out['stderr']
+
+
+class _BackupParent:
+    """What db_backup's in-process run needs of its parent module, for a Windows host (see host.run_module)."""
+
+    def __init__(self, host):
+        module = getattr(host, 'module', None)
+        self.no_log_values = module.no_log_values if module is not None else set()
+        self.check_mode = bool(module.check_mode) if module is not None else False
+        self.backup_io = WindowsBackupIO(host)
+        self.tmpdir = None
+        self._module = module
+
+    def warn(self, warning):
+        if self._module is not None:
+            self._module.warn(warning)
+
+    @staticmethod
+    def get_bin_path(name):
+        return name  # found by the host when it runs
+
+    @staticmethod
+    def run_command(args):
+        raise StepFailed('%s would run on the controller, not on the Windows host; refused' % args[0])
 
 
 class HostJournal(_journal.Journal):
@@ -292,6 +453,7 @@ class WindowsHost:
     def __init__(self, action, task_vars):
         self.action = action
         self.task_vars = task_vars
+        self.module = None  # the engine's module (the action plugin sets it): check mode, warnings, no_log values
         self.calls = []  # (module, args) of every call, for the journal of what was done and for the tests
         self.stats = {}  # path -> win_stat, forgotten by every call that may change a file (one round trip less per ask)
 
@@ -351,12 +513,36 @@ class WindowsHost:
         return found.get('lnk_target') or found.get('lnk_source') or ''
 
     def realpath(self, path):
-        """Where ``path`` leads: the link's absolute target when its last component is a link (win_stat resolves one
-        component; the engine refuses links among the folders it moves before it asks)."""
-        found = self.stat(path)
-        if found.get('islnk') or found.get('isjunction'):
-            return found.get('lnk_source') or path
-        return path.rstrip('/\\') or path
+        """Where ``path`` leads, every component resolved: ``..`` dropped first (as Windows does), then each component
+        asked about with ``win_stat`` (``follow: false``, remembered), a symlink or junction replaced by its
+        ``lnk_source`` and the rest walked on from there; the components after the first missing one are kept as they
+        are. Paths use ``/``."""
+        root, parts = _split_root(path)
+        if root is None:
+            return path.rstrip('/\\') or path
+        current, hops, todo = root, 0, _lexical(parts)  # Windows drops '..' from a path before it looks at links
+        while todo:
+            part = todo.pop(0)
+            if part == '..':
+                current = _parent(current, root)
+                continue
+            candidate = current.rstrip('/') + '/' + part
+            found = self.stat(candidate)
+            if not found.get('exists'):
+                current = '/'.join([candidate.rstrip('/')] + todo)
+                break
+            target = found.get('lnk_source') if found.get('islnk') or found.get('isjunction') else None
+            if not target:
+                current = candidate
+                continue
+            hops += 1
+            if hops > MAX_LINK_HOPS:
+                raise StepFailed('cannot resolve %s: more than %d links (a loop?)' % (path, MAX_LINK_HOPS))
+            new_root, new_parts = _split_root(str(target))
+            if new_root is None:  # a relative target: from the link's folder
+                new_root, new_parts = current, _split_root('/x/' + str(target))[1][1:]
+            current, todo = new_root, new_parts + todo
+        return current
 
     def listdir(self, path):
         args = dict(paths=[native(path)], file_type='any', hidden=True, recurse=False, get_checksum=False)
@@ -433,6 +619,18 @@ class WindowsHost:
             checked = ArgumentSpecValidator(prefs_argument_spec()).validate(dict((k, v) for k, v in params.items() if v is not None))
             if checked.error_messages:
                 raise StepFailed('invalid prefs_migrate options, nothing was done: %s' % '; '.join(checked.error_messages))
+        elif name == 'db_backup':
+            from ansible_collections.clinops.upgrade.plugins.module_utils.backup import module as _db_backup  # pylint: disable=import-outside-toplevel
+            from ansible_collections.clinops.upgrade.plugins.module_utils.backup.common import BackupError  # pylint: disable=import-outside-toplevel
+            kwargs = _db_backup.module_kwargs()
+            checked = ArgumentSpecValidator(kwargs['argument_spec']).validate(dict((k, v) for k, v in params.items() if v is not None))
+            if checked.error_messages:
+                raise StepFailed('invalid db_backup options, nothing was done: %s' % '; '.join(checked.error_messages))
+            try:
+                _db_backup.check_remote(checked.validated_parameters)
+                _db_backup.validate_options(checked.validated_parameters)
+            except BackupError as exc:
+                raise StepFailed('db_backup on a Windows host: %s' % exc) from None
         else:
             raise StepFailed('%s is not carried out on Windows hosts by this release (the step needs Python on the host); '
                              'leave its option out for a Windows host' % name)
@@ -453,6 +651,8 @@ class WindowsHost:
             return self._services(params)
         if name == 'prefs_migrate':
             return self._prefs(params)
+        if name == 'db_backup':
+            return self._db_backup(params)
         self.validate(name, params)  # raises: not on Windows
         return {}
 
@@ -507,6 +707,13 @@ class WindowsHost:
         if migration.result.get('failed'):
             raise StepFailed(migration.result.get('msg') or 'prefs_migrate failed', migration.result)
         return migration.result
+
+    def _db_backup(self, params):
+        """db_backup's one implementation (``module_utils/backup``), run here with the host's files and programs
+        reached through :class:`WindowsBackupIO`; the engines that need more than that are refused by validate()."""
+        from ansible_collections.clinops.upgrade.plugins.module_utils.backup import module as _db_backup  # pylint: disable=import-outside-toplevel
+        self.validate('db_backup', params)
+        return _run_module(_BackupParent(self), 'db_backup', _db_backup, params)
 
     def run(self, argv, cwd=None, timeout=60.0):
         out = self.script('run', 'run %s' % argv[0], Argv=[str(a) for a in argv], Chdir=native(cwd or ''),

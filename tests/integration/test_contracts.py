@@ -64,6 +64,8 @@ class RecordingWindows:
         del task_vars
         self.calls.append((module_name, dict(module_args)))
         name = module_name.rsplit('.', 1)[1]
+        if name == 'win_stat' and module_args.get('get_checksum'):
+            return {'stat': {'exists': True, 'isdir': False, 'islnk': False, 'size': 3, 'checksum': 'ab' * 32}}
         if name == 'win_stat':
             return {'stat': {'exists': True, 'isdir': True, 'islnk': False}}
         if name == 'win_find':
@@ -106,6 +108,17 @@ def test_every_call_of_the_windows_host_keeps_its_modules_contract():
     journal = host.journal('C:/PMOD/state/journal.jsonl', '2.0', 'r1')
     journal.record('begin', 'ok')
     journal.release_lock()
+    # a db_backup run on the host (engine mssql): its files and sqlcmd through the host, the backup hashed by win_stat
+    from ansible_collections.clinops.upgrade.plugins.plugin_utils.windows_host import WindowsBackupIO  # pylint: disable=import-outside-toplevel
+    backup_io = WindowsBackupIO(host)
+    for ask in (backup_io.exists, backup_io.isdir, backup_io.listdir, backup_io.read_text, backup_io.mkdir, backup_io.remove,
+                backup_io.writable, backup_io.free_space, backup_io.hash_file):
+        ask('C:/Backups/PMOD/pmod.bak')
+    backup_io.write_new('C:/Backups/PMOD/.pmod.bak.manifest.tmp', '{}')
+    backup_io.rename('C:/Backups/PMOD/.pmod.bak.tmp', 'C:/Backups/PMOD/pmod.bak')
+    backup_io.run(['C:/Program Files/Microsoft SQL Server/Client SDK/ODBC/170/Tools/Binn/sqlcmd', '-E', '-Q', 'SELECT 1'])
+    assert ('ansible.windows.win_stat', {'path': 'C:\\Backups\\PMOD\\pmod.bak', 'follow': False, 'get_checksum': True,
+                                         'checksum_algorithm': 'sha256'}) in fake.calls
     problems, docs = contracts.call_problems(fake.calls)
     assert not problems, '\n'.join(problems)
     used = set(m for m, dummy in fake.calls)
@@ -118,6 +131,8 @@ def test_every_call_of_the_windows_host_keeps_its_modules_contract():
 
 @pytest.mark.parametrize('call, message', [
     (('ansible.windows.win_stat', {'path': 'C:/x', 'follow_links': False}), "'follow_links' is not an option"),
+    (('ansible.windows.win_stat', {'path': 'C:/x', 'get_checksum': True, 'checksum_algorithm': 'sha3'}),
+     "checksum_algorithm='sha3' is not one of"),
     (('ansible.windows.win_find', {'paths': ['C:/x'], 'file_type': 'anything'}), "file_type='anything' is not one of"),
     (('ansible.windows.win_copy', {'src': 'a', 'dest': 'b', '_copy_mode': 'single', '_no_such_thing': 1}), "'_no_such_thing'"),
 ])

@@ -14,7 +14,7 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLES = os.path.join(ROOT, 'inventories')
 VAULT_PASSWORD = os.path.join(EXAMPLES, 'example-vault-password.txt')
-SITES = ('pmod', 'imageserver', 'conaktiv', 'ksamu')
+SITES = ('pmod', 'imageserver', 'conaktiv', 'ksamu', 'example-windows')
 
 
 def run(argv):
@@ -24,7 +24,7 @@ def run(argv):
     return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
-def test_every_product_has_an_example_site():
+def test_every_product_has_an_example_site():  # and the all-Windows example (a PMOD site)
     assert sorted(n for n in os.listdir(EXAMPLES) if os.path.isdir(os.path.join(EXAMPLES, n))) == sorted(SITES)
     for site in SITES:
         with open(os.path.join(EXAMPLES, site, 'group_vars', 'all', 'main.yml'), encoding='utf-8') as handle:
@@ -68,3 +68,28 @@ def test_top_level_playbook_syntax_with_example(site):
                 '--vault-password-file', VAULT_PASSWORD])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert 'playbook: upgrade.yml' in proc.stdout
+
+
+def test_the_windows_example_reaches_every_host_as_a_windows_host():
+    """inventories/example-windows: each way to reach a Windows host (WinRM with Kerberos, NTLM, CredSSP; SSH with
+    PowerShell), each one a Windows host for the action plugins' shared decision, WinRM over HTTPS with validation."""
+    from ansible_collections.clinops.upgrade.plugins.plugin_utils.host_os import host_os  # pylint: disable=import-outside-toplevel
+    listing = run(['ansible-inventory', '-i', os.path.join('inventories', 'example-windows'), '--list',
+                   '--vault-password-file', VAULT_PASSWORD])
+    assert listing.returncode == 0, listing.stderr
+    hostvars = json.loads(listing.stdout)['_meta']['hostvars']
+    assert len(hostvars) == 5
+    transports = {}
+    for host, variables in hostvars.items():
+        assert host_os(variables) == 'windows', host
+        assert host_os(dict((k, v) for k, v in variables.items() if k != 'clinops_upgrade_host_os'),
+                       type('Connection', (), {'transport': variables['ansible_connection']})()) == 'windows', host
+        assert variables['upgrade_install_root'].startswith('C:\\')
+        if variables['ansible_connection'] == 'winrm':
+            assert (variables['ansible_port'], variables['ansible_winrm_scheme']) == (5986, 'https')
+            assert variables['ansible_winrm_server_cert_validation'] == 'validate'
+            transports[variables['ansible_winrm_transport']] = host
+        else:
+            assert (variables['ansible_connection'], variables['ansible_shell_type']) == ('ssh', 'powershell')
+            assert 'ansible_password' not in variables  # a key: no password for sshpass
+    assert sorted(transports) == ['credssp', 'kerberos', 'ntlm']

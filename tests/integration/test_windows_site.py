@@ -15,6 +15,7 @@ the database's rows, the journal on each host.
 Not exercised on the Windows path (they need Python on the host, see docs/WINDOWS.md): the ``backup`` and the
 ``migrate_*`` steps; the roles (preflight, journal tasks) still refuse Windows hosts.
 """
+import hashlib
 import json
 import os
 import sys
@@ -26,6 +27,7 @@ import yaml
 
 from harness import COLLECTIONS, run_playbook
 from labtools import Lab
+import sqlcmd_double  # noqa: E402  pylint: disable=wrong-import-position,import-error,wrong-import-order
 import build_lab  # noqa: E402  pylint: disable=wrong-import-position,import-error,wrong-import-order
 from ansible_collections.clinops.upgrade.plugins.module_utils import journal as _journal
 
@@ -76,6 +78,10 @@ def begin(lab, host, run_id):
 
 def journal(lab, host):
     return _journal.read_entries(os.path.join(host_dir(lab, host), 'state', 'journal.jsonl'))
+
+
+def journal_entries(path):
+    return _journal.read_entries(path)
 
 
 def common(lab, host, run_id, items):
@@ -153,7 +159,8 @@ def test_a_database_step_on_a_windows_host_is_refused_before_anything_stops(site
                                                               dest=os.path.join(host_dir(site, 'server1'), 'backups')))
     refused = run(site, {'server1': args}, tmp_path, 'refused')['server1']
     assert refused.get('failed') and refused['host_os'] == 'windows'
-    assert 'invalid input, nothing was stopped' in refused['msg'] and 'db_backup is not carried out on Windows hosts' in refused['msg']
+    # sqlite is read with Python's sqlite3 where the module runs: an engine that cannot run on a Windows host
+    assert 'invalid input, nothing was stopped' in refused['msg'] and 'engine sqlite is not carried out on Windows hosts' in refused['msg']
     assert site.supervisor_pids() == pids and site.version('server1') == OLD
     assert not os.path.exists(site.install('server1') + '_staging')
 
@@ -236,3 +243,87 @@ def test_the_site_is_upgraded_through_the_windows_host(site, tmp_path):
     assert 'license.seats=25' in config and 'pacs-admin@example.invalid' in config
     assert 'ts.port=%s' % site.server['pmod_ports']['ts'] in config.replace(' ', '')
     assert site.product_rows() == before_rows  # no database step runs on the Windows path
+
+
+# -- a database on a Windows host: SQL Server through sqlcmd on the host (no lab needed: the sqlcmd double) ----------
+
+def windows_play(hosts_args, tmp_path, name, env):
+    """upgrade_cutover on hosts marked Windows, each win_* call carried out by the doubles; results by host."""
+    inventory = {'all': {'hosts': dict((host, {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable,
+                                               'clinops_upgrade_host_os': 'windows', 'cutover': args})
+                                       for host, args in hosts_args.items())}}
+    path = str(tmp_path / ('%s.yml' % name))
+    with open(path, 'w', encoding='utf-8') as handle:
+        yaml.safe_dump(inventory, handle)
+    play = [{'name': name, 'hosts': 'all', 'gather_facts': False,
+             'tasks': [{'name': 'cutover', 'clinops.upgrade.upgrade_cutover': '{{ cutover }}', 'ignore_errors': True}]}]
+    result = run_playbook(play, inventory=path, env=env)
+    return dict((host, result.result('cutover', host)) for host in hosts_args)
+
+
+def test_a_sql_server_backup_and_its_restore_run_on_the_windows_host(tmp_path):
+    """The backup step with engine mssql on a Windows host: BACKUP ... WITH COPY_ONLY, CHECKSUM and RESTORE VERIFYONLY
+    run by sqlcmd on the host (win_powershell script run), the file SQL Server wrote hashed on the host (win_stat
+    sha256), the manifest written there; the rollback after a schema step restores the database from it."""
+    bindir = str(tmp_path / 'bin')
+    sqlcmd_double.install(bindir, {'product_version': '16.0.4135.4', 'queries': {},
+                                   'databases': {'pmod': {'tables': {'dbo.Study': 12, 'dbo.Series': 40}}}})
+    root = tmp_path / 'host'
+    (root / 'app').mkdir(parents=True)
+    (root / 'app' / 'VERSION').write_text(OLD + '\n')
+    (root / 'state').mkdir()
+    journal_path = str(root / 'state' / 'journal.jsonl')
+    _journal.Journal(journal_path, NEW, 'win-db').record('begin', 'ok', data={'from_version': OLD})
+    dest = str(root / 'backups')
+    args = dict(journal=journal_path, run_id='win-db', target=NEW, install_root=str(root / 'app'), steps=['backup'],
+                backup=dict(engine='mssql', database='pmod', dest=dest, bin_dir=bindir, label='pre-' + NEW, verify='restore'))
+    env = {'ANSIBLE_COLLECTIONS_PATH': DOUBLES + os.pathsep + COLLECTIONS, 'ANSIBLE_PIPELINING': 'true'}
+    done = windows_play({'server1': args}, tmp_path, 'mssql-backup', env)['server1']
+    assert not done.get('failed'), done.get('msg')
+    assert done['host_os'] == 'windows'
+    statements = [c['statement'] for c in sqlcmd_double.calls(bindir) if c['statement']]
+    backup = [s for s in statements if s.startswith('BACKUP DATABASE')]
+    assert len(backup) == 1 and 'WITH COPY_ONLY, CHECKSUM' in backup[0]
+    written = backup[0].split("TO DISK = N'")[1].split("'")[0]
+    assert "RESTORE VERIFYONLY FROM DISK = N'%s' WITH CHECKSUM" % written in statements
+    # Windows authentication: no -U, no password anywhere
+    assert all(c['argv'][0] == '-E' and not c['password_in_env'] for c in sqlcmd_double.calls(bindir) if c['statement'])
+    backups = sorted(n for n in os.listdir(dest) if not n.startswith('.'))
+    assert len(backups) == 2 and backups[1] == backups[0] + '.manifest.json', backups
+    with open(os.path.join(dest, backups[1]), encoding='utf-8') as handle:
+        manifest = json.load(handle)
+    with open(os.path.join(dest, backups[0]), 'rb') as handle:
+        assert manifest['sha256'] == hashlib.sha256(handle.read()).hexdigest()  # what SQL Server wrote, hashed on the host
+    assert manifest['verification']['ok'] and manifest['row_counts'] == {'dbo.Series': 40, 'dbo.Study': 12}
+    recorded = [e for e in journal_entries(journal_path) if e['step'] == 'backup']
+    assert recorded[-1]['result'] == 'ok' and recorded[-1]['data']['backup_path'] == os.path.join(dest, backups[0])
+
+    # the upgrade's schema step changed the data and failed: the rollback restores the database from that backup
+    state = sqlcmd_double.read_state(bindir)
+    state['databases']['pmod']['tables']['dbo.Study'] = 99
+    sqlcmd_double.write_state(bindir, state)
+    rolled = windows_play({'server1': dict(args, op='rollback', failed_step='migrate_offline')}, tmp_path, 'mssql-rollback',
+                          env)['server1']
+    assert not rolled.get('failed'), rolled.get('msg')
+    assert 'the database was restored from %s' % os.path.join(dest, backups[0]) in rolled['restored'], rolled
+    assert sqlcmd_double.read_state(bindir)['databases']['pmod']['tables'] == {'dbo.Study': 12, 'dbo.Series': 40}
+    replace = [c['statement'] for c in sqlcmd_double.calls(bindir) if 'SET SINGLE_USER' in (c['statement'] or '')]
+    assert replace and 'SET MULTI_USER' in replace[-1]
+
+
+def test_a_backup_engine_that_cannot_run_on_windows_is_refused_in_words(tmp_path):
+    """Engines that need Python, a pipeline or a driver on the host (here postgresql) and a SQL login's password are
+    refused before anything runs, naming why."""
+    root = tmp_path / 'host'
+    (root / 'app').mkdir(parents=True)
+    journal_path = str(root / 'journal.jsonl')
+    base = dict(journal=journal_path, run_id='win-refuse', target=NEW, install_root=str(root / 'app'), steps=['backup'])
+    env = {'ANSIBLE_COLLECTIONS_PATH': DOUBLES + os.pathsep + COLLECTIONS, 'ANSIBLE_PIPELINING': 'true'}
+    results = windows_play({
+        'pg': dict(base, backup=dict(engine='postgresql', database='pmod', dest=str(root / 'bk'))),
+        'sqllogin': dict(base, backup=dict(engine='mssql', database='pmod', dest=str(root / 'bk'), login_user='sa',
+                                           login_password='Sql-S3cret!')),
+    }, tmp_path, 'refused', env)
+    assert 'engine postgresql is not carried out on Windows hosts' in results['pg']['msg']
+    assert 'Windows authentication' in results['sqllogin']['msg'] and 'Sql-S3cret!' not in json.dumps(results['sqllogin'])
+    assert not os.path.exists(str(root / 'bk'))

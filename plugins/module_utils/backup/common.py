@@ -260,20 +260,27 @@ def manifest_path(backup_path):
     return backup_path + MANIFEST_SUFFIX
 
 
-def load_manifests(dest):
-    """Every readable manifest in ``dest`` (temporary dot-files ignored), each with ``backup_path`` set."""
+def load_manifests(dest, io=None):
+    """Every readable manifest in ``dest`` (temporary dot-files ignored), each with ``backup_path`` set.
+    ``io``: a remote host's operations (``backup/hostio.py``) instead of the local files."""
     found = []
-    try:
-        names = sorted(os.listdir(dest))
-    except OSError:
-        return found
+    if io is not None:
+        names = sorted(io.listdir(dest))
+    else:
+        try:
+            names = sorted(os.listdir(dest))
+        except OSError:
+            return found
     for name in names:
         if name.startswith('.') or not name.endswith(MANIFEST_SUFFIX):
             continue
         path = os.path.join(dest, name)
         try:
-            with open(path, encoding='utf-8') as handle:
-                data = json.load(handle)
+            if io is not None:
+                data = json.loads(io.read_text(path) or '')
+            else:
+                with open(path, encoding='utf-8') as handle:
+                    data = json.load(handle)
         except (OSError, ValueError):
             continue
         if not isinstance(data, dict) or data.get('manifest_version') != MANIFEST_VERSION or not data.get('file'):

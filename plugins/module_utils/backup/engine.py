@@ -13,6 +13,7 @@ import os
 import re
 
 from ansible_collections.clinops.upgrade.plugins.module_utils.backup.common import BackupError, COMPRESSORS, external_compression, first_line
+from ansible_collections.clinops.upgrade.plugins.module_utils.backup.hostio import LocalIO
 from ansible_collections.clinops.upgrade.plugins.module_utils.backup.streams import (
     HashingWriter,
     SecretFiles,
@@ -39,6 +40,7 @@ class Engine:
     engine = None
     programs = ()
     error_patterns = ()
+    io = LocalIO()  # where the files and programs are; the runner sets a remote host's operations (backup/hostio.py)
 
     def __init__(self, module, params, fmt, compression, secret_parent=None):
         self.module = module
@@ -55,6 +57,9 @@ class Engine:
     def find_program(self, names, purpose, client=True):
         """The first of ``names`` found (only in ``bin_dir`` when set, for client programs)."""
         bin_dir = self.params.get('bin_dir') if client else None
+        if self.io.remote:
+            # a remote host: its own program search (PATH, or bin_dir); a missing one fails when it runs, in words
+            return (bin_dir.rstrip('/\\') + '/' + names[0]) if bin_dir else names[0]
         for name in names:
             if bin_dir:
                 candidate = os.path.join(bin_dir, name)
@@ -111,7 +116,10 @@ class Engine:
         return env
 
     def run(self, cmds, stdin=None, sink=None, what='the command'):
-        results = run_pipeline(cmds, stdin=stdin, sink=sink, env=self.env())
+        if self.io.remote:
+            results = self.run_remote(cmds, stdin, sink, what)
+        else:
+            results = run_pipeline(cmds, stdin=stdin, sink=sink, env=self.env())
         problem = pipeline_failure(results, self.error_patterns)
         if problem:
             raise BackupError('%s failed: %s' % (what, problem))
@@ -120,6 +128,20 @@ class Engine:
                 if re.search(r'warning', line, re.I):
                     self.warnings.append('%s: %s' % (name, line.strip()))
         return results
+
+    def run_remote(self, cmds, stdin, sink, what):
+        """One program on a remote host (no pipeline, no stdin there): ``[(name, rc, stderr)]`` as run_pipeline's."""
+        if len(cmds) != 1 or stdin is not None:
+            raise BackupError('%s needs a pipeline or a stream, which engine %s does not run on a remote host'
+                              % (what, self.params['engine']))
+        rc, out, err = self.io.run(cmds[0], env=self.remote_env())
+        if sink is not None:
+            sink(out.encode('utf-8'))
+        return [(os.path.basename(str(cmds[0][0]).replace('\\', '/')), rc, err)]
+
+    def remote_env(self):
+        """What a remote program's environment adds: nothing by default (a secret never goes to a remote argv)."""
+        return None
 
     # -- the database ---------------------------------------------------------------------------
     def source_id(self):

@@ -31,6 +31,7 @@ from ansible_collections.clinops.upgrade.plugins.module_utils.backup.common impo
     utc_timestamp,
 )
 from ansible_collections.clinops.upgrade.plugins.module_utils.backup.command import check_command_options, command_argument_spec
+from ansible_collections.clinops.upgrade.plugins.module_utils.backup.hostio import REMOTE_ENGINES
 from ansible_collections.clinops.upgrade.plugins.module_utils.backup.runner import Runner, elapsed
 from ansible_collections.clinops.upgrade.plugins.module_utils.database import ENGINES, check_connection_params, database_argument_spec, require_driver
 from ansible_collections.clinops.upgrade.plugins.module_utils.mssql import MssqlError, check_params as check_mssql_params
@@ -115,6 +116,20 @@ def check_account(owner, group):
             raise BackupError('%s %s does not exist on this host' % (what, value)) from None
 
 
+def check_remote(params):
+    """What a backup on a remote (Windows) host cannot do, refused before anything is touched."""
+    if params['engine'] not in REMOTE_ENGINES:
+        raise BackupError('engine %s is not carried out on Windows hosts (it needs Python, a pipeline or a database'
+                          ' driver on the host); engines there: %s' % (params['engine'], ', '.join(REMOTE_ENGINES)))
+    for option in ('owner', 'group'):
+        if params.get(option):
+            raise BackupError('%s does not apply on a Windows host (the backup folder\'s ACL is inherited); leave it out' % option)
+    if params.get('login_user') or params.get('login_password') is not None:
+        raise BackupError('login_password: on a Windows host sqlcmd signs in with Windows authentication (the account the'
+                          ' upgrade connects as); a SQL login\'s password is not passed to the host, leave login_user and'
+                          ' login_password out')
+
+
 def _os_error(exc):
     if getattr(exc, 'errno', None) == 28:
         return 'no space left on device (%s)' % (exc.filename or 'the backup')
@@ -155,9 +170,13 @@ def run(module):
     SIGTERM handler for the duration of the run (so it must run in the main thread) and restores the
     previous one.
     """
+    remote = getattr(getattr(module, 'backup_io', None), 'remote', False)
     try:
         settings = validate_options(module.params)
-        check_account(module.params.get('owner'), module.params.get('group'))
+        if remote:
+            check_remote(module.params)
+        else:
+            check_account(module.params.get('owner'), module.params.get('group'))
     except BackupError as exc:
         module.fail_json(msg=str(exc))
     if module.params['engine'] not in ('sqlite', 'files', 'mssql', 'command'):
@@ -166,7 +185,8 @@ def run(module):
     def terminated(signum, _frame):
         raise BackupError('terminated by signal %d' % signum)
 
-    previous_handler = signal.signal(signal.SIGTERM, terminated)
+    # a remote host's backup runs on the controller, inside ansible's worker: its signals stay ansible's
+    previous_handler = None if remote else signal.signal(signal.SIGTERM, terminated)
     runner = Runner(module, settings)
     failure = None
     try:
@@ -181,7 +201,8 @@ def run(module):
         failure = 'writing in %s failed: %s' % (where, _os_error(exc))
     finally:
         runner.cleanup()
-        signal.signal(signal.SIGTERM, previous_handler)
+        if not remote:
+            signal.signal(signal.SIGTERM, previous_handler)
     for warning in runner.engine.warnings:
         module.warn(warning)
     runner.result['duration_s'] = elapsed(runner.started)

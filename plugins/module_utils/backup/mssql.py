@@ -21,7 +21,7 @@ import os
 from ansible_collections.clinops.upgrade.plugins.module_utils import mssql as _mssql
 from ansible_collections.clinops.upgrade.plugins.module_utils.backup.common import BackupError, first_line, safe_component, scratch_name
 from ansible_collections.clinops.upgrade.plugins.module_utils.backup.engine import Engine
-from ansible_collections.clinops.upgrade.plugins.module_utils.backup.streams import TailKeeper, hash_file
+from ansible_collections.clinops.upgrade.plugins.module_utils.backup.streams import TailKeeper
 
 
 def _name(database):
@@ -112,7 +112,7 @@ class MssqlEngine(Engine):
 
     def tool_versions(self):
         """sqlcmd has no ``--version`` (mssql-tools18): its ``-?`` help names the version."""
-        _rc, out, err = self.module.run_command([self.bins['sqlcmd'], '-?'])
+        _rc, out, err = (self.io.run if self.io.remote else self.module.run_command)([self.bins['sqlcmd'], '-?'])
         lines = [line.strip() for line in (out or err or '').splitlines() if line.strip().lower().startswith('version')]
         return {'sqlcmd': lines[0] if lines else first_line(out or err) or 'unknown'}
 
@@ -147,9 +147,9 @@ class MssqlEngine(Engine):
     def dump(self, tmp_path, count_rows=False):
         row_counts = self.row_counts() if count_rows else None
         self.sqlcmd(mssql_backup_statement(self.params['database'], tmp_path, self.compression, self.params.get('label')))
-        if not os.path.exists(tmp_path):
+        if not self.io.exists(tmp_path):
             raise BackupError('SQL Server wrote %s on its own host; db_backup must run on the SQL Server host' % tmp_path)
-        digest, size = hash_file(tmp_path)
+        digest, size = self.io.hash_file(tmp_path)
         return dict(size=size, sha256=digest, checksum_method='read once after SQL Server wrote the file', row_counts=row_counts)
 
     def quick_check(self, path, manifest):

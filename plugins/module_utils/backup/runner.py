@@ -14,7 +14,6 @@ import os
 import pwd
 import secrets
 import stat
-import tempfile
 import time
 
 from ansible.module_utils.common.text.converters import to_bytes, to_native, to_text
@@ -42,7 +41,8 @@ from ansible_collections.clinops.upgrade.plugins.module_utils.backup.mssql impor
 from ansible_collections.clinops.upgrade.plugins.module_utils.backup.mysql import MysqlEngine
 from ansible_collections.clinops.upgrade.plugins.module_utils.backup.postgresql import PostgresEngine
 from ansible_collections.clinops.upgrade.plugins.module_utils.backup.sqlite import SqliteEngine
-from ansible_collections.clinops.upgrade.plugins.module_utils.backup.streams import check_checksum, fsync_path, remove_path
+from ansible_collections.clinops.upgrade.plugins.module_utils.backup.hostio import LocalIO
+from ansible_collections.clinops.upgrade.plugins.module_utils.backup.streams import check_checksum
 
 
 ENGINE_CLASSES = {
@@ -60,16 +60,7 @@ def make_engine(module, params, fmt, compression, secret_parent=None):
     return ENGINE_CLASSES[params['engine']](module, params, fmt, compression, secret_parent)
 
 
-def free_space(folder):
-    """Bytes available to this user in the filesystem holding ``folder`` (its nearest existing parent)."""
-    probe = os.path.abspath(folder)
-    while not os.path.exists(probe):
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            break
-        probe = parent
-    st = os.statvfs(probe)
-    return st.f_bavail * st.f_frsize
+free_space = LocalIO.free_space
 
 
 def elapsed(started):
@@ -168,8 +159,12 @@ class Runner:
         self.params = module.params
         self.settings = settings
         self.started = time.monotonic()
+        # where the files and programs are: here (LocalIO), or a remote host's operations (a Windows host's upgrade)
+        self.io = getattr(module, 'backup_io', None) or LocalIO()
+        self.remote = self.io if self.io.remote else None
         self.engine = make_engine(module, self.params, settings['format'], settings['compression'],
                                   secret_parent=getattr(module, 'tmpdir', None))
+        self.engine.io = self.io
         self.temporary = []
         self.result = dict(changed=False, backup_path=None, manifest={}, verified=False, reused=False, rejected=[])
 
@@ -178,7 +173,7 @@ class Runner:
         """Run ``level`` checks on ``path``; return (checks, row_counts); raise BackupError on failure."""
         checks = []
         if not fresh:
-            problem = check_checksum(manifest, path)
+            problem = check_checksum(manifest, path, self.remote)
             if problem:
                 raise BackupError(problem)
             checks.append('sha256 matches the manifest')
@@ -209,7 +204,7 @@ class Runner:
             return 'its own verification had failed or never ran'
         try:
             if self.module.check_mode:
-                return check_checksum(manifest, manifest['backup_path'])
+                return check_checksum(manifest, manifest['backup_path'], self.remote)
             self.verify_backup(manifest['backup_path'], manifest, level, expected_counts=manifest.get('row_counts'))
         except BackupError as exc:
             return str(exc)
@@ -219,6 +214,8 @@ class Runner:
 
     # -- files ----------------------------------------------------------------------------------
     def apply_attributes(self, path):
+        if self.remote:  # Windows: no POSIX mode, owner or group (the folder's ACL is inherited); owner/group are refused
+            return
         mode = self.settings['mode']
         paths = [path]
         if os.path.isdir(path):
@@ -232,28 +229,22 @@ class Runner:
                 set_group_if_different(self.module, item, self.params['group'])
 
     def check_dest_writable(self, dest):
-        if not os.path.exists(dest):
-            parent = os.path.dirname(os.path.abspath(dest))
-            if not os.path.isdir(parent):
+        io = self.io
+        if not io.exists(dest):
+            parent = os.path.dirname(dest.rstrip('/')) if self.remote else os.path.dirname(os.path.abspath(dest))
+            if not io.isdir(parent):
                 raise BackupError('dest %s does not exist and neither does its parent %s' % (dest, parent))
             if not self.module.check_mode:
                 try:
-                    os.mkdir(dest, 0o700)
+                    io.mkdir(dest)
                 except OSError as exc:
                     raise BackupError('cannot create dest %s: %s' % (dest, exc.strerror)) from exc
             return
-        if not os.path.isdir(dest):
+        if not io.isdir(dest):
             raise BackupError('dest %s exists and is not a folder' % dest)
-        if self.module.check_mode:
-            if not os.access(dest, os.W_OK | os.X_OK):
-                raise BackupError('dest %s is not writable' % dest)
-            return
-        try:
-            fd, probe = tempfile.mkstemp(prefix='.db_backup-probe-', dir=dest)
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as exc:
-            raise BackupError('dest %s is not writable: %s' % (dest, exc.strerror)) from exc
+        problem = io.writable(dest, self.module.check_mode)
+        if problem:
+            raise BackupError('dest %s is not writable%s' % (dest, '' if self.module.check_mode else ': %s' % problem))
 
     # -- state=present --------------------------------------------------------------------------
     def present(self):
@@ -266,7 +257,7 @@ class Runner:
         engine.resolve_programs()
         version, db_size = engine.probe()
         source = engine.source_id()
-        existing = matching_manifests(load_manifests(dest), params['engine'], source)
+        existing = matching_manifests(load_manifests(dest, self.remote), params['engine'], source)
 
         if params.get('label'):
             for manifest in matching_manifests(existing, params['engine'], source, params['label'], fmt, compression,
@@ -279,7 +270,7 @@ class Runner:
                 self.result['rejected'].append(dict(backup_path=manifest['backup_path'], reason=reason))
                 self.module.warn('backup %s with label %s is not reused: %s' % (manifest['backup_path'], params['label'], reason))
 
-        free = free_space(dest)
+        free = self.io.free_space(dest)
         needed = db_size or 0
         extension = backup_extension(params['engine'], fmt, compression)
         now = utc_now()  # one reading for the name and the manifest's created_at/created_ns
@@ -287,7 +278,7 @@ class Runner:
                            extension)
         final = os.path.join(dest, name)
         counter = 1
-        while os.path.lexists(final) or os.path.lexists(manifest_path(final)):
+        while self.io.exists(final) or self.io.exists(manifest_path(final)):
             counter += 1
             final = os.path.join(dest, '%s-%d%s' % (name[:-len(extension)], counter, extension))
         self.result.update(backup_path=final, estimated_size=db_size, free_space=free, space_ok=free >= needed)
@@ -317,22 +308,18 @@ class Runner:
             raise BackupError('verification (%s) of the new backup failed, so it was removed and no older backup was'
                               ' deleted: %s' % (level, exc)) from exc
         manifest['verification'] = dict(level=level, ok=True, checks=checks, verified_at=iso_now())
-        with open(tmp_manifest, 'x', encoding='utf-8') as handle:
-            json.dump(manifest, handle, indent=2, sort_keys=True)
-            handle.write('\n')
-            handle.flush()
-            os.fsync(handle.fileno())
+        self.io.write_new(tmp_manifest, json.dumps(manifest, indent=2, sort_keys=True) + '\n')
         self.apply_attributes(tmp)
         self.apply_attributes(tmp_manifest)
-        os.rename(tmp, final)
+        self.io.rename(tmp, final)
         self.temporary.remove(tmp)
         self.temporary.append(final)
-        os.rename(tmp_manifest, manifest_path(final))
+        self.io.rename(tmp_manifest, manifest_path(final))
         self.temporary = []
-        fsync_path(dest)
+        self.io.fsync_dir(dest)
         for old in doomed:
-            remove_path(old['backup_path'])
-            remove_path(old['manifest_path'])
+            self.io.remove(old['backup_path'])
+            self.io.remove(old['manifest_path'])
         manifest['backup_path'] = final
         self.result.update(manifest=_public(manifest), verified=True)
         if counts is not None:
@@ -344,15 +331,17 @@ class Runner:
         if params.get('backup'):
             path = params['backup'].rstrip('/')
             try:
-                with open(manifest_path(path), encoding='utf-8') as handle:
-                    manifest = json.load(handle)
+                text = self.io.read_text(manifest_path(path))
+                if text is None:
+                    raise OSError('missing or unreadable')
+                manifest = json.loads(text)
             except (OSError, ValueError) as exc:
                 raise BackupError('backup %s has no readable manifest %s: %s' % (path, manifest_path(path), exc)) from exc
             if manifest.get('engine') != params['engine']:
                 raise BackupError('backup %s is a %s backup, not %s' % (path, manifest.get('engine'), params['engine']))
             manifest['backup_path'] = path
             return manifest
-        candidates = matching_manifests(load_manifests(params['dest']), params['engine'], self.engine.source_id(),
+        candidates = matching_manifests(load_manifests(params['dest'], self.remote), params['engine'], self.engine.source_id(),
                                         params.get('label'), label_required=bool(params.get('label')))
         if not candidates:
             raise BackupError('no backup of %s%s with a manifest in %s' % (
@@ -374,7 +363,7 @@ class Runner:
             raise BackupError('backup %s did not pass its verification when it was taken; pass it as backup only after'
                               ' checking it by hand' % path)
         if self.module.check_mode:
-            problem = check_checksum(manifest, path)
+            problem = check_checksum(manifest, path, self.remote)
             if problem:
                 raise BackupError('backup %s is not restored: %s' % (path, problem))
             self.result.update(changed=True, manifest=_public(manifest), verified=True)
@@ -403,7 +392,10 @@ class Runner:
 
     def cleanup(self):
         for path in self.temporary:
-            remove_path(path)
+            try:
+                self.io.remove(path)
+            except Exception:  # pylint: disable=broad-except
+                pass  # the cleanup of a failed run: the failure itself is what is reported
         self.temporary = []
         self.engine.cleanup()
 

@@ -153,8 +153,16 @@ def hash_tree(root):
     return files, summary.hexdigest(), sum(f['size'] for f in files.values())
 
 
-def check_checksum(manifest, path):
-    """None when ``path`` still matches the manifest's sha256 (every file for a folder), else a sentence."""
+def check_checksum(manifest, path, io=None):
+    """None when ``path`` still matches the manifest's sha256 (every file for a folder), else a sentence.
+    ``io``: a remote host's operations (``backup/hostio.py``) instead of the local files."""
+    if io is not None:
+        if not io.exists(path):
+            return 'backup %s is missing' % path
+        if io.isdir(path):
+            return 'backup %s is a folder: its files are checked where the module runs, not on a remote host' % path
+        digest, size = io.hash_file(path)
+        return _compare(manifest, path, digest, size)
     if not os.path.exists(path):
         return 'backup %s is missing' % path
     if os.path.isdir(path):
@@ -171,6 +179,10 @@ def check_checksum(manifest, path):
             return 'checksum of backup %s does not match its manifest (damaged)' % path
         return None
     digest, size = hash_file(path)
+    return _compare(manifest, path, digest, size)
+
+
+def _compare(manifest, path, digest, size):
     if size != manifest.get('size'):
         return 'backup %s has %d bytes, its manifest says %s (damaged or truncated)' % (path, size, manifest.get('size'))
     if digest != manifest.get('sha256'):

@@ -197,3 +197,66 @@ def test_dependent_services_are_stopped_before_and_started_after_their_service()
     win.services('started', [dict(name='PMOD-TS', timeout=5)], only=stopped['previously_running'])
     starts = [a['name'] for m, a in fake.calls if m.endswith('win_service')]
     assert starts == ['PMOD-TS', 'PMOD-Web', 'PMOD-Report'] and fake.running == {'PMOD-TS', 'PMOD-Web', 'PMOD-Report'}
+
+
+# -- realpath: every component, not only the last (win_stat of each, follow: false) ---------------------------------
+
+class FakeLinks(FakeWindows):
+    """Folders and links (path -> target) with win_stat as ansible.windows answers it with follow: false."""
+
+    def __init__(self, folders, links):
+        super().__init__()
+        self.folders = set(folders)
+        self.links = dict(links)
+
+    def _execute_module(self, module_name, module_args, task_vars):
+        if module_name != 'ansible.windows.win_stat':
+            return super()._execute_module(module_name, module_args, task_vars)
+        self.calls.append((module_name, module_args))
+        assert module_args['follow'] is False
+        path = module_args['path'].replace('\\', '/')
+        if path in self.links:
+            return dict(stat=dict(exists=True, isdir=True, islnk=False, isjunction=True, lnk_source=self.links[path].replace('/', '\\')))
+        return dict(stat=dict(exists=path in self.folders, isdir=path in self.folders, islnk=False, isjunction=False))
+
+
+def test_realpath_resolves_a_junction_in_the_middle_of_the_path():
+    fake = FakeLinks({'C:/PMOD', 'D:/Apps', 'D:/Apps/PMOD', 'D:/Apps/PMOD/app_staging', 'D:/Apps/PMOD/app_staging/pmod-4.4'},
+                     {'C:/PMOD/app_staging': 'D:/Apps/PMOD/app_staging'})
+    win = host(fake)
+    assert win.realpath('C:/PMOD/app_staging/pmod-4.4') == 'D:/Apps/PMOD/app_staging/pmod-4.4'
+    assert win.realpath('C:\\PMOD\\app_staging\\') == 'D:/Apps/PMOD/app_staging'
+    assert win.realpath('C:/PMOD/app_staging/../app') == 'C:/PMOD/app'
+    # a missing component ends the walk; the rest is kept as written
+    assert win.realpath('C:/PMOD/app_staging/new/x') == 'D:/Apps/PMOD/app_staging/new/x'
+
+
+def test_realpath_of_a_plain_path_asks_each_component_once():
+    fake = FakeLinks({'C:/PMOD', 'C:/PMOD/app'}, {})
+    win = host(fake)
+    assert win.realpath('C:/PMOD/app') == 'C:/PMOD/app'
+    assert win.realpath('C:/PMOD/app/') == 'C:/PMOD/app'
+    asked = [a['path'] for m, a in fake.calls]
+    assert asked == ['C:\\PMOD', 'C:\\PMOD\\app']  # remembered: the second question costs no round trip
+
+
+def test_a_link_loop_is_refused_in_words():
+    fake = FakeLinks(set(), {'C:/a': 'C:/b', 'C:/b': 'C:/a'})
+    with pytest.raises(StepFailed, match='more than 40 links'):
+        host(fake).realpath('C:/a/x')
+
+
+# -- long paths: the \\?\ prefix before the .NET file APIs -------------------------------------------------------------
+
+@pytest.mark.parametrize('name, parameters', [('write', ['Path']), ('rename', ['Source', 'Destination']),
+                                              ('copy_tree', ['Source', 'Destination']), ('zip_list', ['Archive']),
+                                              ('zip_extract', ['Archive', 'Destination'])])
+def test_every_path_parameter_gets_the_long_path_prefix_before_it_is_used(name, parameters):
+    lines = wh.SCRIPTS[name].splitlines()
+    assert lines[1].startswith('param(')  # PowerShell wants param() first: the helper functions come after it
+    assert 'function Get-LongPath([string]$Path) {' in lines
+    for parameter in parameters:
+        prefixed = lines.index('$%s = Get-LongPath $%s' % (parameter, parameter))
+        helpers_end = lines.index('}', lines.index('function Get-ShortPath([string]$Path) {'))
+        first_use = min(i for i, line in enumerate(lines) if i > helpers_end and '$%s' % parameter in line and 'Get-LongPath' not in line)
+        assert prefixed < first_use, (parameter, lines[first_use])
