@@ -353,6 +353,13 @@ def test_a_failing_structural_update_rolls_back_to_the_old_folder_with_the_data_
     finish = [e for e in site.journal() if e['step'] == 'finish'][-1]
     assert 'the database was restored from %s' % os.path.join(site.base, 'backups', pre['file']) in json.dumps(finish), finish
     assert os.stat(os.path.join(site.inst, 'Server Database')).st_ino != db_inode
+    # ConAktiv's restore refuses while the server answers (the rollback stopped it first): nothing is touched
+    [vendor] = glob.glob(os.path.join(site.base, 'backups', 'ConAktiv', 'ConAktiv-*.tar.gz'))
+    restored_inode = os.stat(os.path.join(site.inst, 'Server Database')).st_ino
+    refused = subprocess.run([sys.executable, os.path.join(site.inst, 'bin', 'ca_admin.py'), '--root', site.inst, 'restore',
+                              '--from', vendor], capture_output=True, text=True, check=False)
+    assert refused.returncode == 2 and 'the server is running' in refused.stderr, refused
+    assert os.stat(os.path.join(site.inst, 'Server Database')).st_ino == restored_inode and site.data() == data
     assert site.carried() == carried
     # the failed new folder shows what the broken update did to its copy of the data
     assert 'newsletter' in site.data(os.path.join(srv, '%s_failed_%s_1' % (ca_build.TOP, ca_build.NEW_VERSION)))['columns']
