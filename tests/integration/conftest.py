@@ -54,6 +54,7 @@ SECONDS_PER_TEST = {
     'test_conaktiv.py': 120, 'test_upgrade_limits.py': 100, 'test_ksamu.py': 90, 'test_imageserver.py': 80,
     'test_upgrade_e2e.py': 80, 'test_upgrade_notify.py': 60, 'test_upgrade_unreachable.py': 60,
     'test_execution_environment.py': 60, 'test_report_browser.py': 60, 'test_secrets.py': 40, 'test_window_guard.py': 30,
+    'test_site_examples.py': 20,
 }
 DEFAULT_SECONDS = 8
 
@@ -94,10 +95,11 @@ def worksteal_order(files, workers):
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config, items):
-    """Under ``-n N --dist worksteal`` (make integration), reorder what is left after -m/-k (see worksteal_order)."""
+def pytest_collection_modifyitems(items):
+    """In the workers of ``-n N`` (make integration: ``--dist worksteal``), reorder what is left after -m/-k (see
+    worksteal_order; a worker sees ``--dist`` as "no", and the order does no harm to the other modes)."""
     workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT') or 0)
-    if workers < 2 or config.getoption('dist', 'no') != 'worksteal':
+    if workers < 2:
         return
     files = collections.OrderedDict()
     for item in items:
