@@ -36,6 +36,21 @@ def ansible_env(extra=None):
     return env
 
 
+MODULE_COUNT_PLUGINS = os.path.join(ROOT, 'tests', 'integration', 'callback_plugins')
+
+
+def module_count_env(path, enabled=''):
+    """Environment additions that count module executions per target host into ``path`` (JSON {host: count}).
+
+    ``enabled`` lists other callbacks to keep enabled beside the counter (comma separated).
+    """
+    return {
+        'ANSIBLE_CALLBACK_PLUGINS': MODULE_COUNT_PLUGINS,
+        'ANSIBLE_CALLBACKS_ENABLED': ','.join(n for n in (enabled, 'module_count') if n),
+        'CLINOPS_MODULE_COUNT': path,
+    }
+
+
 class PlayResult:
     """What one ansible-playbook run returned: exit code, the parsed JSON, and per-task results."""
 
