@@ -120,8 +120,12 @@ journal:
   type: dict
   contains:
     entries: {description: The entries of the journal (the last 1000), type: list, elements: dict}
-    attempt: {description: The last attempt for O(target) (number, open, result, done, started_steps, data, downtime_s, entries), type: dict}
-    lock: {description: The lock as found (held, holder, available, reason), type: dict}
+    attempt:
+      description: The last attempt for O(target) - C(number), C(open), C(result), C(done), C(started_steps), C(data), C(downtime_s), C(entries).
+      type: dict
+    lock:
+      description: The lock as found - C(held), C(holder), C(available), C(reason).
+      type: dict
 artifact:
   description: O(artifact) with C(exists), C(size) and C(checksum) (sha256).
   returned: when O(artifact) is given and RV(needed) or O(always)
