@@ -52,6 +52,8 @@ def site(tmp_path_factory):
             profile = yaml.safe_load(handle)
         profile['artifact'].update(file='pmod-{version}.zip', checksum_file='pmod-{version}.zip.sha256')
         profile.pop('migrations', None)  # no database step on the Windows path yet
+        # ... so the schema stays where it was, and the check that the schema reached the release's is left out
+        profile['health_checks']['server'] = [c for c in profile['health_checks']['server'] if c['name'] != 'Echo DB']
         profile_file = str(base / 'pmod-windows.yml')
         with open(profile_file, 'w', encoding='utf-8') as handle:
             yaml.safe_dump(profile, handle, sort_keys=False)
