@@ -2,6 +2,7 @@
 
 Each test builds its own lab in a temporary folder and tears it down (supervisord stopped by PID).
 """
+import json
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 
 from labtools import ENV, PLAYBOOK, ROOT, Lab, descendants, properties  # noqa: E402  pylint: disable=wrong-import-position
 import build_lab  # noqa: E402  pylint: disable=wrong-import-position,import-error
-from harness import ansible_env  # noqa: E402  pylint: disable=wrong-import-position
+from harness import ansible_env, module_count_env, run_playbook  # noqa: E402  pylint: disable=wrong-import-position
 
 
 @pytest.fixture
@@ -23,7 +24,13 @@ def lab(tmp_path):
     build_lab.teardown(root, quiet=True)
 
 
-def test_check_mode_then_upgrade_then_rerun_changes_nothing(lab):
+# Few round trips per host (issue 18): module executions on each host, counted by the module_count callback around
+# ActionBase._execute_module (a task delegated to localhost counts for localhost). A count, not a timing.
+CLIENT_MAX_MODULES = 4
+SERVER_MAX_MODULES = 8  # besides the downtime task (the one upgrade_cutover execution)
+
+
+def test_check_mode_then_upgrade_then_rerun_changes_nothing(lab, tmp_path):
     before_tree, before_dump, before_pids = lab.tree_hash(), lab.dump(), lab.supervisor_pids()
     result = lab.run(check=True)
     assert result.rc == 0, result
@@ -36,8 +43,18 @@ def test_check_mode_then_upgrade_then_rerun_changes_nothing(lab):
     assert plan['server1']['plan']['pending_migrations']['offline'] == ['V4.3.2__study_status.sql']
     rows_before = lab.product_rows()
 
-    result = lab.run()
+    counts_file = str(tmp_path / 'module-counts.json')
+    result = run_playbook(PLAYBOOK, inventory=lab.inventory, env=dict(ENV, **module_count_env(counts_file)), timeout=1200)
     assert result.rc == 0, result
+    with open(counts_file, encoding='utf-8') as handle:
+        counts = json.load(handle)
+    with open(counts_file + '.modules.json', encoding='utf-8') as handle:
+        modules = json.load(handle)
+    print('module executions per host:', json.dumps(modules, sort_keys=True))
+    for client in ('client1', 'client2'):
+        assert 0 < counts[client] <= CLIENT_MAX_MODULES, (client, modules[client])
+    assert sum(n for m, n in modules['server1'].items() if m.endswith('upgrade_cutover')) == 1, modules['server1']
+    assert 0 < counts['server1'] - 1 <= SERVER_MAX_MODULES, modules['server1']
     cutover = [t for t in result.tasks if t['task']['name'].endswith('in one task')]
     assert {h for t in cutover for h in t['hosts'] if not t['hosts'][h].get('skipped')} == set(lab.hosts)
     for host in lab.hosts:

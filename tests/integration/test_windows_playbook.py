@@ -1,0 +1,107 @@
+"""The real playbooks/upgrade.yml over a lab whose hosts are marked Windows (issue #12: the roles on Windows hosts).
+
+No Windows host runs here. As in test_windows_site.py, the lab's server and two clients are marked
+``clinops_upgrade_host_os: windows``: the collection's action plugins (upgrade_host_state, upgrade_journal,
+upgrade_cutover) then run their Python on the controller and carry out every host operation with ``ansible.windows``
+modules, which the test doubles in ``tests/integration/doubles`` (first in ANSIBLE_COLLECTIONS_PATH) act out on the
+lab's folders and supervisor programs, refusing any option the real module does not document. The network checks
+run from the controller (delegate_to: localhost).
+
+The module_count callback proves that no POSIX module reached a host: every module executed for server1, client1 and
+client2 is an ``ansible.windows`` one. One lab for the whole module. The database steps are not carried out on the
+Windows path yet (the Windows engine refuses them), so the site's profile here is PMOD's without migrations and the
+run sets ``server_upgrade_backup: false``.
+"""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from harness import COLLECTIONS, ansible_env, module_count_env, run_playbook
+from labtools import ENV, PLAYBOOK, ROOT, Lab
+import build_lab  # noqa: E402  pylint: disable=wrong-import-position,import-error,wrong-import-order
+from test_windows_site import DOUBLES, c_echo, zip_release  # pylint: disable=wrong-import-position
+
+OLD, NEW = build_lab.OLD_VERSION, build_lab.NEW_VERSION
+
+
+def zip_with_checksum(lab, version):
+    path = zip_release(lab, version)
+    with open(path, 'rb') as handle:
+        digest = hashlib.sha256(handle.read()).hexdigest()
+    with open(path + '.sha256', 'w', encoding='ascii') as handle:
+        handle.write('%s  %s\n' % (digest, os.path.basename(path)))
+    return path
+
+
+@pytest.fixture(scope='module')
+def site(tmp_path_factory):
+    base = tmp_path_factory.mktemp('winplay')
+    root = str(base / 'lab')
+    inventory = build_lab.build(root, clients=2, servers=1, rows=200, quiet=True)
+    lab = Lab(root, inventory)
+    try:
+        services = os.path.join(root, 'windows-services.json')
+        with open(services, 'w', encoding='utf-8') as handle:
+            json.dump(dict((name, lab.server['upgrade_supervisor_config']) for name in ('pmod-ts', 'pmod-ls', 'pmod-ds')), handle)
+        with open(os.path.join(ROOT, 'profiles', 'pmod.yml'), encoding='utf-8') as handle:
+            profile = yaml.safe_load(handle)
+        profile['artifact'].update(file='pmod-{version}.zip', checksum_file='pmod-{version}.zip.sha256')
+        profile.pop('migrations', None)  # no database step on the Windows path yet
+        # ... so the schema stays where it was, and the check that the schema reached the release's is left out
+        profile['health_checks']['server'] = [c for c in profile['health_checks']['server'] if c['name'] != 'Echo DB']
+        profile_file = str(base / 'pmod-windows.yml')
+        with open(profile_file, 'w', encoding='utf-8') as handle:
+            yaml.safe_dump(profile, handle, sort_keys=False)
+        for version in (OLD, NEW):
+            zip_with_checksum(lab, version)
+        lab.set_var('clinops_upgrade_host_os', 'windows')
+        lab.set_var('upgrade_profile_file', profile_file)
+        lab.set_var('server_upgrade_backup', False)
+        lab.env = dict(ENV, ANSIBLE_COLLECTIONS_PATH=DOUBLES + os.pathsep + COLLECTIONS, CLINOPS_WIN_DOUBLE_SERVICES=services,
+                       ANSIBLE_PIPELINING='true')
+        lab.base = base
+        yield lab
+    finally:
+        build_lab.teardown(root, quiet=True)
+
+
+def test_an_inventory_of_winrm_hosts_passes_the_syntax_check(site):
+    inventory = {'all': {'vars': {'ansible_connection': 'winrm', 'ansible_winrm_transport': 'ntlm', 'ansible_port': 5986},
+                         'children': {'servers': {'hosts': {'pmod-srv.example.invalid': {}}},
+                                      'clients': {'hosts': {'ws001.example.invalid': {'upgrade_server': 'pmod-srv.example.invalid'}}}}}}
+    path = str(site.base / 'winrm.yml')
+    with open(path, 'w', encoding='utf-8') as handle:
+        yaml.safe_dump(inventory, handle)
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', path, PLAYBOOK, '--syntax-check'],
+                          capture_output=True, text=True, env=ansible_env(site.env), cwd=ROOT, check=False, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert 'ERROR' not in proc.stderr
+
+
+def test_the_site_is_upgraded_by_the_playbook_through_the_windows_hosts(site):
+    counts = str(site.base / 'counts.json')
+    result = run_playbook(PLAYBOOK, inventory=site.inventory, env=dict(site.env, **module_count_env(counts)), timeout=1200)
+    assert result.rc == 0, result
+    for host in site.hosts:
+        assert site.version(host) == NEW, host
+        entries = [e for e in site.journal(host) if e['result'] in ('ok', 'upgraded')]
+        steps = [e['step'] for e in entries]
+        assert steps[0] == 'begin' and steps[-1] == 'finish' and 'swap' in steps, (host, steps)
+        assert entries[-1]['result'] == 'upgraded' and len({e['run_id'] for e in entries}) == 1
+        assert not os.path.exists(os.path.join(site.root, 'hosts', host, 'state', 'upgrade.lock'))  # released
+        assert not os.path.exists(site.install(host) + '_staging')
+    assert set(site.supervisor_states().values()) == {'RUNNING'}
+    assert site.ctl('echo-ts').startswith('OK PMOD-TS %s' % NEW), site.ctl('echo-ts')
+    assert c_echo(site)
+    report = {h['host']: h for h in site.report()['hosts']}
+    assert {h: report[h]['result'] for h in site.hosts} == dict.fromkeys(site.hosts, 'upgraded')
+    # every module that ran for a host was an ansible.windows one: no POSIX task on the host's path
+    with open(counts + '.modules.json', encoding='utf-8') as handle:
+        modules = json.load(handle)
+    for host in site.hosts:
+        assert modules[host] and all(name.startswith('ansible.windows.') for name in modules[host]), (host, modules[host])
