@@ -16,7 +16,7 @@ import json
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.clinops.upgrade.plugins.action.upgrade_cutover import host_os
+from ansible_collections.clinops.upgrade.plugins.plugin_utils.host_os import host_os
 from ansible_collections.clinops.upgrade.plugins.module_utils import journal as _journal
 from ansible_collections.clinops.upgrade.plugins.module_utils.host_state import argument_spec, problems, read_state
 from ansible_collections.clinops.upgrade.plugins.plugin_utils.windows_host import WindowsHost, native

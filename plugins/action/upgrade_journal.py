@@ -15,7 +15,7 @@ import time
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.clinops.upgrade.plugins.action.upgrade_cutover import host_os
+from ansible_collections.clinops.upgrade.plugins.plugin_utils.host_os import host_os
 from ansible_collections.clinops.upgrade.plugins.module_utils import journal as _journal
 from ansible_collections.clinops.upgrade.plugins.module_utils.host import StepFailed
 from ansible_collections.clinops.upgrade.plugins.plugin_utils.windows_host import HostJournal, WindowsHost
