@@ -19,6 +19,9 @@ description:
     gone - its C(ansible-playbook) process (recorded when the controller is this machine) no longer exists since the
     same boot, or it has not written for O(stale_after) seconds. So the rerun of a crashed run takes the lock over.
   - Used by the roles of this collection; the journal is the source of the report's timeline and downtime.
+  - On a Windows host (no Python there) its action plugin does the same on the controller, through the engine's own
+    journal code, reading and writing the files with M(ansible.windows.slurp), M(ansible.windows.win_file) and an
+    atomic-write script run by M(ansible.windows.win_powershell); C(docs/WINDOWS.md) says how to mark a Windows host.
 author:
   - clinops.upgrade contributors (@clinops)
 extends_documentation_fragment:
@@ -30,7 +33,7 @@ attributes:
   diff_mode:
     support: none
   platform:
-    platforms: posix
+    platforms: posix, windows
 options:
   path:
     description:
