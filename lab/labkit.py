@@ -162,9 +162,21 @@ def supervise(host_base, programs, timeout=30):
     with open(path, 'w', encoding='utf-8') as handle:
         handle.write(conf)
     subprocess.run([os.path.join(os.path.dirname(PYTHON), 'supervisord'), '-c', path], check=True)
-    procs.wait_until(lambda: os.path.exists(sock), 'supervisord did not create %s' % sock, timeout=timeout,
-                     log=os.path.join(sup, 'supervisord.log'))
+    log = os.path.join(sup, 'supervisord.log')
+    procs.wait_until(lambda: os.path.exists(sock), 'supervisord did not create %s' % sock, timeout=timeout, log=log)
+    # Settled: no program still STARTING (or BACKOFF). supervisord logs "entered RUNNING state" startsecs after the
+    # start; a lab handed over before that line would change its log under a test that compares the host's files.
+    procs.wait_until(lambda: _settled(path), 'the programs of %s did not settle' % path, timeout=timeout, log=log,
+                     interval=0.2)
     return path
+
+
+def _settled(conf):
+    """True when supervisord (config ``conf``) reports no program STARTING or BACKOFF."""
+    status = subprocess.run([os.path.join(os.path.dirname(PYTHON), 'supervisorctl'), '-c', conf, 'status'],
+                            capture_output=True, text=True, check=False)
+    states = [line.split()[1] for line in status.stdout.splitlines() if len(line.split()) > 1]
+    return bool(states) and not any(state in ('STARTING', 'BACKOFF') for state in states)
 
 
 def supervisord_pids(root):
