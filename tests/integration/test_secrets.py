@@ -22,7 +22,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,10 +37,9 @@ sys.path.insert(0, HERE)
 
 import build_lab  # noqa: E402  pylint: disable=wrong-import-position,import-error
 from harness import ansible_env  # noqa: E402  pylint: disable=wrong-import-position
+from mail_sink import MailSink  # noqa: E402  pylint: disable=wrong-import-position,import-error
 
 psycopg = pytest.importorskip('psycopg')
-aiosmtpd_controller = pytest.importorskip('aiosmtpd.controller')
-aiosmtpd_smtp = pytest.importorskip('aiosmtpd.smtp')
 
 PLAYBOOK = os.path.join(ROOT, 'playbooks', 'upgrade.yml')
 MISSING = build_lab.missing_prerequisites(db='postgresql', dicom='pynetdicom')
@@ -93,28 +91,6 @@ class Finder:
 
 # ---------------------------------------------------------------------------------------------- servers
 
-class SMTPSink:
-    """aiosmtpd handler and authenticator: AUTH is required (PLAIN/LOGIN over plain SMTP on loopback)."""
-
-    def __init__(self, username, password):
-        self.username, self.password = username, password
-        self.auths, self.messages = [], []
-        self.lock = threading.Lock()
-
-    def __call__(self, server, session, envelope, mechanism, auth_data):  # the authenticator
-        login = auth_data.login.decode('utf-8', 'replace')
-        given = auth_data.password.decode('utf-8', 'replace')
-        with self.lock:
-            self.auths.append((mechanism, login, given))
-        return aiosmtpd_smtp.AuthResult(success=(login, given) == (self.username, self.password))
-
-    async def handle_DATA(self, server, session, envelope):  # pylint: disable=invalid-name
-        with self.lock:
-            self.messages.append({'authenticated': session.authenticated, 'to': list(envelope.rcpt_tos),
-                                  'data': envelope.original_content or envelope.content})
-        return '250 OK'
-
-
 class HookHandler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):  # pylint: disable=invalid-name
         body = self.rfile.read(int(self.headers.get('Content-Length', 0)))
@@ -125,12 +101,6 @@ class HookHandler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):  # pylint: disable=arguments-differ
         pass
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 # ---------------------------------------------------------------------------------------------- the site and its runs
@@ -201,13 +171,10 @@ def site():
     root = tempfile.mkdtemp(prefix='clinops-lab-secrets-')
     work = tempfile.mkdtemp(prefix='clinops-secrets-work-')
     os.chmod(root, 0o755)
-    smtp_ctl = hook = None
+    sink = hook = None
     try:
         lab = Site(root, work)
-        sink = SMTPSink('mailer', lab.secrets['the SMTP password'])
-        smtp_ctl = aiosmtpd_controller.Controller(sink, hostname='127.0.0.1', port=free_port(), authenticator=sink,
-                                                  auth_required=True, auth_require_tls=False)
-        smtp_ctl.start()
+        sink = MailSink(login=('mailer', lab.secrets['the SMTP password'])).start()
         hook = http.server.ThreadingHTTPServer(('127.0.0.1', 0), HookHandler)
         hook.calls = []
         threading.Thread(target=hook.serve_forever, daemon=True).start()
@@ -215,7 +182,7 @@ def site():
         notify = lab.extra_vars('notify.json', {
             'upgrade_notify_email_to': ['it@klinik.example'],
             'upgrade_notify_smtp_host': '127.0.0.1',
-            'upgrade_notify_smtp_port': smtp_ctl.port,
+            'upgrade_notify_smtp_port': sink.port,
             'upgrade_notify_smtp_username': 'mailer',
             'upgrade_notify_smtp_password': lab.secrets['the SMTP password'],
             'upgrade_notify_smtp_secure': 'never',
@@ -232,8 +199,8 @@ def site():
         if hook is not None:
             hook.shutdown()
             hook.server_close()
-        if smtp_ctl is not None:
-            smtp_ctl.stop()
+        if sink is not None:
+            sink.stop()
         try:
             build_lab.teardown(root, quiet=True)
         except SystemExit:
@@ -300,7 +267,7 @@ def test_the_secrets_were_really_used(site):
     sink, token = site.sink, site.secrets['the webhook token']
     # check mode sends nothing; each real run sends start and finish, each e-mail after an AUTH with the password
     assert len(sink.messages) == 4 and all(m['authenticated'] for m in sink.messages), sink.messages
-    assert [(login, given) for _mech, login, given in sink.auths] == [('mailer', site.secrets['the SMTP password'])] * 4
+    assert sink.auths == [('mailer', site.secrets['the SMTP password'])] * 4
     assert [c['path'] for c in site.hook.calls] == ['/hooks/' + token] * 4
     assert [c['authorization'] for c in site.hook.calls] == ['Bearer ' + token] * 4
     # what was sent carries none of the secrets
