@@ -33,9 +33,11 @@ clock                  ``win_powershell`` script ``clock``: UTC time and the tim
 journal and lock       files on the host, through ``slurp`` / script ``write`` / ``win_file``
 prefs_migrate          the Windows path of ``prefs_migrate``'s action plugin (``win_find``, ``win_stat``, ``slurp``,
                        ``win_copy``)
-db_backup (mssql)      db_backup's runner and engine with :class:`WindowsBackupIO`: sqlcmd through script ``run``, the
-                       backup hashed on the host by ``win_stat`` (``get_checksum``, ``checksum_algorithm: sha256``),
-                       manifests through ``win_find``/``slurp``/script ``write``, renames and removals as above
+db_backup (mssql,      db_backup's runner and engine with :class:`WindowsBackupIO`: sqlcmd / gbak.exe through script
+firebird)              ``run``, the backup hashed on the host by ``win_stat`` (``get_checksum``, ``checksum_algorithm:
+                       sha256``), manifests through ``win_find``/``slurp``/script ``write``, renames and removals as above
+schema_update          its command mode: the vendor's tool, ``version_command`` and sqlcmd (``version_query``) through
+(migrate_*)            script ``run`` with the step's timeout
 =====================  ===============================================================================================
 
 Every ``win_powershell`` script starts with the line ``# clinops.upgrade: <name>`` and takes its input only through
@@ -347,6 +349,10 @@ class WindowsBackupIO:
 
     def free_space(self, path):
         return self.host.free_space(path)
+
+    def size(self, path):
+        found = self.host.stat(path)
+        return int(found.get('size') or 0) if found.get('exists') and not found.get('isdir') else None
 
     def hash_file(self, path):
         """``(sha256, size)`` from ``win_stat`` (``get_checksum``, ``checksum_algorithm: sha256``): the file is read on
@@ -670,6 +676,11 @@ class WindowsHost:
                 _db_backup.validate_options(checked.validated_parameters)
             except BackupError as exc:
                 raise StepFailed('db_backup on a Windows host: %s' % exc) from None
+            if params['engine'] == 'firebird':  # the program is looked for before anything stops (one win_stat)
+                gbak = params['bin_dir'].rstrip('/\\') + '/gbak.exe'
+                if not self.isfile(gbak):
+                    raise StepFailed('db_backup on a Windows host: gbak.exe (needed to back up and restore Firebird) is not'
+                                     ' in bin_dir %s on the host' % params['bin_dir'])
         else:
             raise StepFailed('%s is not carried out on Windows hosts by this release (the step needs Python on the host); '
                              'leave its option out for a Windows host' % name)

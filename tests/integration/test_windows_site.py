@@ -28,6 +28,7 @@ import yaml
 
 from harness import COLLECTIONS, run_playbook
 from labtools import Lab
+from servers import PASSWORD
 import sqlcmd_double  # noqa: E402  pylint: disable=wrong-import-position,import-error,wrong-import-order
 import build_lab  # noqa: E402  pylint: disable=wrong-import-position,import-error,wrong-import-order
 from ansible_collections.clinops.upgrade.plugins.module_utils import journal as _journal
@@ -477,3 +478,112 @@ def test_a_vendor_schema_tool_that_fails_hangs_or_is_missing_on_the_windows_host
     assert 'Windows authentication' in results['login']['msg'] and 'Sql-S3cret!' not in json.dumps(results['login'])
     for root in (sqlfiles, login):
         assert tool_runs(root) == [] and migrate_entries(root, 'mig-x') == []
+
+
+# -- Firebird on a Windows host: gbak.exe from bin_dir, run on the host --------------------------------------------------
+
+FB_ROWS = 60
+
+
+def fb_rows(server, name):
+    conn = server.connect(name)
+    try:
+        cur = conn.cursor()
+        cur.execute('SELECT count(*), coalesce(sum(id), 0) FROM patients')
+        return tuple(cur.fetchone())
+    finally:
+        conn.close()
+
+
+def fb_change(server, name, sql):
+    conn = server.connect(name)
+    try:
+        conn.cursor().execute(sql)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def test_a_firebird_backup_with_gbak_exe_and_its_restore_run_on_the_windows_host(firebird_server, tmp_path):
+    """KSAMU's backup (engine firebird, verify quick) on a Windows host: gbak.exe from bin_dir run there writes the backup
+    file, hashed on the host; the manifest is the one the POSIX path writes for the same database (same fields and
+    values, but the time-dependent ones); the rollback restores the database from it (rows read back). gbak.exe missing
+    is refused before any step runs, a gbak that exits non-zero fails the backup step in words."""
+    firebird_server.create_database('ksamu')
+    fb_change(firebird_server, 'ksamu', 'CREATE TABLE patients (id INTEGER NOT NULL PRIMARY KEY, name VARCHAR(80))')
+    conn = firebird_server.connect('ksamu')
+    try:
+        conn.cursor().executemany('INSERT INTO patients VALUES (?, ?)', [(i, 'patient %d' % i) for i in range(1, FB_ROWS + 1)])
+        conn.commit()
+    finally:
+        conn.close()
+    before = fb_rows(firebird_server, 'ksamu')
+    bindir = tmp_path / 'Firebird_3_0'
+    bindir.mkdir()
+    os.symlink('/usr/bin/gbak', str(bindir / 'gbak.exe'))  # Firebird's gbak, under its Windows name
+    env = {'ANSIBLE_COLLECTIONS_PATH': DOUBLES + os.pathsep + COLLECTIONS, 'ANSIBLE_PIPELINING': 'true'}
+
+    def host_args(name, run_id, **backup):
+        root = tmp_path / name
+        (root / 'app').mkdir(parents=True, exist_ok=True)
+        (root / 'app' / 'VERSION').write_text(OLD + '\n')
+        journal_path = str(root / 'journal.jsonl')
+        _journal.Journal(journal_path, NEW, run_id).record('begin', 'ok', data={'from_version': OLD})
+        spec = dict(firebird_server.params('ksamu'), dest=str(root / 'backups'), label='pre-' + NEW, verify='quick')
+        spec.update(backup)
+        return dict(journal=journal_path, run_id=run_id, target=NEW, install_root=str(root / 'app'), steps=['backup'],
+                    backup=dict((k, v) for k, v in spec.items() if v is not None))
+
+    done = windows_play({'win': host_args('win', 'fb-1', bin_dir=str(bindir)), 'posix': host_args('posix', 'fb-1')},
+                        tmp_path, 'fb-backup', env, posix=('posix',))
+    for host, result in done.items():
+        assert not result.get('failed'), (host, result.get('msg'))
+        assert PASSWORD not in json.dumps(result)
+    assert done['win']['host_os'] == 'windows'
+    manifests = {}
+    for host in ('win', 'posix'):
+        dest = str(tmp_path / host / 'backups')
+        names = sorted(os.listdir(dest))
+        assert len(names) == 2 and names[1] == names[0] + '.manifest.json', names  # no password file, no temporary left
+        with open(os.path.join(dest, names[1]), encoding='utf-8') as handle:
+            manifests[host] = json.load(handle)
+        with open(os.path.join(dest, names[0]), 'rb') as handle:
+            data = handle.read()
+        assert manifests[host]['sha256'] == hashlib.sha256(data).hexdigest() and manifests[host]['size'] == len(data)
+        assert manifests[host]['verification']['ok'] and manifests[host]['verification']['level'] == 'quick'
+        assert 'gbak restored the backup into a scratch database' in ' '.join(manifests[host]['verification']['checks'])
+    timeless = ('file', 'created_at', 'created_ns', 'sha256', 'size', 'checksum_method', 'verification', 'tool_versions',
+                'server_version', 'database_size')
+    same = dict((k, v) for k, v in manifests['win'].items() if k not in timeless)
+    assert same == dict((k, v) for k, v in manifests['posix'].items() if k not in timeless)
+    assert same['engine'] == 'firebird' and same['format'] == 'gbak' and same['compression'] == 'none'
+    assert manifests['win']['file'].split('_')[:3] == manifests['posix']['file'].split('_')[:3]
+    assert set(manifests['win']) == set(manifests['posix'])
+    assert not [n for n in os.listdir(firebird_server.data) if '.check.' in n or '.restoring.' in n]  # scratch dropped
+
+    # the schema step changed the data and failed: the rollback restores the database with gbak.exe on the host
+    fb_change(firebird_server, 'ksamu', 'DELETE FROM patients WHERE id > 10')
+    assert fb_rows(firebird_server, 'ksamu') != before
+    rolled = windows_play({'win': dict(host_args('win', 'fb-1', bin_dir=str(bindir)), op='rollback',
+                                       failed_step='migrate_offline')}, tmp_path, 'fb-rollback', env)['win']
+    assert not rolled.get('failed'), rolled.get('msg')
+    assert 'the database was restored from' in rolled['restored'], rolled
+    assert fb_rows(firebird_server, 'ksamu') == before
+    assert not [n for n in os.listdir(firebird_server.data) if n.startswith('.')]
+
+    # refusals: gbak.exe missing (before any step), a gbak that fails (the step, in words), compression
+    empty = tmp_path / 'NoFirebird'
+    empty.mkdir()
+    refused = windows_play({
+        'missing': host_args('missing', 'fb-2', bin_dir=str(empty)),
+        'wrongpw': host_args('wrongpw', 'fb-2', bin_dir=str(bindir), login_password='not-the-password'),
+        'gzip': host_args('gzip', 'fb-2', bin_dir=str(bindir), compression='gzip'),
+    }, tmp_path, 'fb-refused', env)
+    assert 'invalid input, nothing was stopped' in refused['missing']['msg']
+    assert 'gbak.exe (needed to back up and restore Firebird) is not in bin_dir %s' % empty in refused['missing']['msg']
+    assert refused['wrongpw']['failed_step'] == 'backup' and 'gbak backup of' in refused['wrongpw']['msg']
+    assert 'not-the-password' not in json.dumps(refused['wrongpw'])
+    assert not [n for n in os.listdir(str(tmp_path / 'wrongpw' / 'backups')) if n.startswith('.')]  # password file removed
+    assert 'use compression none' in refused['gzip']['msg']
+    for host in ('missing', 'gzip'):
+        assert not os.path.exists(str(tmp_path / host / 'backups'))
