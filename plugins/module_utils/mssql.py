@@ -170,11 +170,15 @@ def run(sqlcmd, params, statement, timeout=None):
             pass
         proc.communicate()
         raise MssqlError('sqlcmd did not answer within %s s' % timeout) from None
-    out = out.decode('utf-8', 'replace')
-    err = err.decode('utf-8', 'replace')
+    return judge(proc.returncode, out.decode('utf-8', 'replace'), err.decode('utf-8', 'replace'))
+
+
+def judge(returncode, out, err):
+    """The rows of one ``sqlcmd`` run from its exit code and output (wherever it ran: here, or on a Windows host);
+    MssqlError with sqlcmd's own error line when it failed."""
     problem = error_in(out) or error_in(err)
-    if proc.returncode != 0 or problem:
-        raise MssqlError('sqlcmd exited with %s: %s' % (proc.returncode, problem or (err or out).strip()[-500:] or 'no output'))
+    if returncode != 0 or problem:
+        raise MssqlError('sqlcmd exited with %s: %s' % (returncode, problem or (err or out).strip()[-500:] or 'no output'))
     return rows(out)
 
 

@@ -33,9 +33,11 @@ clock                  ``win_powershell`` script ``clock``: UTC time and the tim
 journal and lock       files on the host, through ``slurp`` / script ``write`` / ``win_file``
 prefs_migrate          the Windows path of ``prefs_migrate``'s action plugin (``win_find``, ``win_stat``, ``slurp``,
                        ``win_copy``)
-db_backup (mssql)      db_backup's runner and engine with :class:`WindowsBackupIO`: sqlcmd through script ``run``, the
-                       backup hashed on the host by ``win_stat`` (``get_checksum``, ``checksum_algorithm: sha256``),
-                       manifests through ``win_find``/``slurp``/script ``write``, renames and removals as above
+db_backup (mssql,      db_backup's runner and engine with :class:`WindowsBackupIO`: sqlcmd / gbak.exe through script
+firebird)              ``run``, the backup hashed on the host by ``win_stat`` (``get_checksum``, ``checksum_algorithm:
+                       sha256``), manifests through ``win_find``/``slurp``/script ``write``, renames and removals as above
+schema_update          its command mode: the vendor's tool, ``version_command`` and sqlcmd (``version_query``) through
+(migrate_*)            script ``run`` with the step's timeout
 =====================  ===============================================================================================
 
 Every ``win_powershell`` script starts with the line ``# clinops.upgrade: <name>`` and takes its input only through
@@ -348,6 +350,10 @@ class WindowsBackupIO:
     def free_space(self, path):
         return self.host.free_space(path)
 
+    def size(self, path):
+        found = self.host.stat(path)
+        return int(found.get('size') or 0) if found.get('exists') and not found.get('isdir') else None
+
     def hash_file(self, path):
         """``(sha256, size)`` from ``win_stat`` (``get_checksum``, ``checksum_algorithm: sha256``): the file is read on
         the host, only the digest comes back."""
@@ -387,6 +393,43 @@ class _BackupParent:
 
     @staticmethod
     def get_bin_path(name):
+        return name  # found by the host when it runs
+
+    @staticmethod
+    def run_command(args):
+        raise StepFailed('%s would run on the controller, not on the Windows host; refused' % args[0])
+
+
+class _SchemaParent:
+    """What schema_update's in-process run needs of its parent module, for a Windows host: ``host_run`` carries the vendor's
+    tool, ``version_command`` and SQL Server's ``sqlcmd`` out on the host (``module_utils/schema/command.py``)."""
+
+    NO_LIMIT = 7 * 24 * 3600  # command_timeout 0: no limit of our own (the script's timeout is an int of milliseconds)
+
+    def __init__(self, host):
+        module = getattr(host, 'module', None)
+        self.no_log_values = module.no_log_values if module is not None else set()
+        self.check_mode = bool(module.check_mode) if module is not None else False
+        self.tmpdir = None
+        self._module = module
+        self.host = host
+
+    def warn(self, warning):
+        if self._module is not None:
+            self._module.warn(warning)
+
+    def host_run(self, argv, timeout, cwd=None):
+        """``(rc, stdout, stderr, timed_out)`` of ``argv`` run on the host, killed with its children after ``timeout``
+        seconds (0: no limit); OSError in words when it cannot be started there."""
+        try:
+            out = self.host.run_program(argv, cwd=cwd, timeout=timeout or self.NO_LIMIT)
+        except StepFailed as exc:
+            raise OSError(exc.msg) from None
+        return out['rc'], out['stdout'], out['stderr'], out['timed_out']
+
+    @staticmethod
+    def get_bin_path(name, required=False):
+        del required
         return name  # found by the host when it runs
 
     @staticmethod
@@ -619,6 +662,8 @@ class WindowsHost:
             checked = ArgumentSpecValidator(prefs_argument_spec()).validate(dict((k, v) for k, v in params.items() if v is not None))
             if checked.error_messages:
                 raise StepFailed('invalid prefs_migrate options, nothing was done: %s' % '; '.join(checked.error_messages))
+        elif name == 'schema_update':
+            self._schema_checked(params)
         elif name == 'db_backup':
             from ansible_collections.clinops.upgrade.plugins.module_utils.backup import module as _db_backup  # pylint: disable=import-outside-toplevel
             from ansible_collections.clinops.upgrade.plugins.module_utils.backup.common import BackupError  # pylint: disable=import-outside-toplevel
@@ -631,9 +676,39 @@ class WindowsHost:
                 _db_backup.validate_options(checked.validated_parameters)
             except BackupError as exc:
                 raise StepFailed('db_backup on a Windows host: %s' % exc) from None
+            if params['engine'] == 'firebird':  # the program is looked for before anything stops (one win_stat)
+                gbak = params['bin_dir'].rstrip('/\\') + '/gbak.exe'
+                if not self.isfile(gbak):
+                    raise StepFailed('db_backup on a Windows host: gbak.exe (needed to back up and restore Firebird) is not'
+                                     ' in bin_dir %s on the host' % params['bin_dir'])
         else:
             raise StepFailed('%s is not carried out on Windows hosts by this release (the step needs Python on the host); '
                              'leave its option out for a Windows host' % name)
+
+    @staticmethod
+    def _schema_checked(params):
+        """schema_update's options validated; on a Windows host its command mode only (the vendor's tool, with
+        ``version_command`` or SQL Server's ``version_query``), with Windows authentication."""
+        from ansible_collections.clinops.upgrade.plugins.module_utils.schema import module as _schema  # pylint: disable=import-outside-toplevel
+        kwargs = _schema.module_kwargs()
+        checked = ArgumentSpecValidator(kwargs['argument_spec'], mutually_exclusive=kwargs['mutually_exclusive'],
+                                        required_one_of=kwargs['required_one_of']).validate(
+            dict((k, v) for k, v in params.items() if v is not None))
+        if checked.error_messages:
+            raise StepFailed('invalid schema_update options, nothing was done: %s' % '; '.join(checked.error_messages))
+        checked = checked.validated_parameters
+        if checked.get('migrations') is not None:
+            raise StepFailed('schema_update with migrations (SQL files) is not carried out on Windows hosts by this release: it'
+                             ' applies them through a Python database driver where the module runs; on a Windows host the'
+                             " vendor's tool runs them (migrate.command with version_command, or version_query for engine"
+                             ' mssql)')
+        if checked.get('version_query') is not None and checked['engine'] != 'mssql':
+            raise StepFailed('schema_update on a Windows host: version_query with engine %s needs a Python driver where'
+                             ' the module runs; use version_command, or engine mssql (sqlcmd on the host)' % checked['engine'])
+        if checked.get('login_password') is not None:
+            raise StepFailed('schema_update on a Windows host: sqlcmd there uses Windows authentication (the account the'
+                             ' task runs as); leave login_user and login_password out')
+        return checked
 
     @staticmethod
     def _service_params(params):
@@ -653,6 +728,8 @@ class WindowsHost:
             return self._prefs(params)
         if name == 'db_backup':
             return self._db_backup(params)
+        if name == 'schema_update':
+            return self._schema_update(params)
         self.validate(name, params)  # raises: not on Windows
         return {}
 
@@ -715,12 +792,26 @@ class WindowsHost:
         self.validate('db_backup', params)
         return _run_module(_BackupParent(self), 'db_backup', _db_backup, params)
 
-    def run(self, argv, cwd=None, timeout=60.0):
+    def _schema_update(self, params):
+        """schema_update's one implementation (``module_utils/schema``), run here with its programs run on the host
+        (:class:`_SchemaParent`); what cannot run there is refused by validate()."""
+        from ansible_collections.clinops.upgrade.plugins.module_utils.schema import module as _schema  # pylint: disable=import-outside-toplevel
+        self._schema_checked(params)
+        return _run_module(_SchemaParent(self), 'schema_update', _schema, params)
+
+    def run_program(self, argv, cwd=None, timeout=60.0):
+        """dict(rc, stdout, stderr, timed_out) of ``argv`` run on the host (script ``run``), killed with its children
+        after ``timeout`` seconds; StepFailed when it cannot be started."""
         out = self.script('run', 'run %s' % argv[0], Argv=[str(a) for a in argv], Chdir=native(cwd or ''),
                           TimeoutMs=int(timeout * 1000))
-        if out.get('timed_out'):
+        return dict(rc=out.get('rc'), stdout=out.get('stdout') or '', stderr=out.get('stderr') or '',
+                    timed_out=bool(out.get('timed_out')))
+
+    def run(self, argv, cwd=None, timeout=60.0):
+        out = self.run_program(argv, cwd=cwd, timeout=timeout)
+        if out['timed_out']:
             raise StepFailed('%s gave no answer within %.0fs' % (argv[0], timeout))
-        return dict(rc=out.get('rc'), stdout=out.get('stdout') or '', stderr=out.get('stderr') or '')
+        return dict(rc=out['rc'], stdout=out['stdout'], stderr=out['stderr'])
 
     def free_space(self, path):
         return int(self.script('free_space', 'free space of %s' % path, Path=native(path)).get('free') or 0)

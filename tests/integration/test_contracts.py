@@ -112,11 +112,14 @@ def test_every_call_of_the_windows_host_keeps_its_modules_contract():
     from ansible_collections.clinops.upgrade.plugins.plugin_utils.windows_host import WindowsBackupIO  # pylint: disable=import-outside-toplevel
     backup_io = WindowsBackupIO(host)
     for ask in (backup_io.exists, backup_io.isdir, backup_io.listdir, backup_io.read_text, backup_io.mkdir, backup_io.remove,
-                backup_io.writable, backup_io.free_space, backup_io.hash_file):
+                backup_io.writable, backup_io.free_space, backup_io.hash_file, backup_io.size):
         ask('C:/Backups/PMOD/pmod.bak')
     backup_io.write_new('C:/Backups/PMOD/.pmod.bak.manifest.tmp', '{}')
     backup_io.rename('C:/Backups/PMOD/.pmod.bak.tmp', 'C:/Backups/PMOD/pmod.bak')
     backup_io.run(['C:/Program Files/Microsoft SQL Server/Client SDK/ODBC/170/Tools/Binn/sqlcmd', '-E', '-Q', 'SELECT 1'])
+    # schema_update's command mode on the host (the migrate steps): the vendor's tool without a limit of our own
+    from ansible_collections.clinops.upgrade.plugins.plugin_utils.windows_host import _SchemaParent  # pylint: disable=import-outside-toplevel
+    _SchemaParent(host).host_run(['C:/ConAktiv Server/ca_admin.exe', 'structure-update'], 0)
     assert ('ansible.windows.win_stat', {'path': 'C:\\Backups\\PMOD\\pmod.bak', 'follow': False, 'get_checksum': True,
                                          'checksum_algorithm': 'sha256'}) in fake.calls
     problems, docs = contracts.call_problems(fake.calls)

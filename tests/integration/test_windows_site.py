@@ -12,8 +12,9 @@ server and both clients on the new version, the site's settings carried over. Wh
 lab: VERSION files, supervisord's programs, the transaction server's answers, a C-ECHO, bytes of the settings files,
 the database's rows, the journal on each host.
 
-Not exercised on the Windows path (they need Python on the host, see docs/WINDOWS.md): the ``backup`` and the
-``migrate_*`` steps; the roles (preflight, journal tasks) still refuse Windows hosts.
+The database steps on a Windows host (no lab needed, doubles of the vendor's programs in temp folders): SQL Server
+backups and restores through sqlcmd on the host; the ``migrate_*`` steps with the vendor's tool (schema_update's
+command mode) run on the host, journaled as on a POSIX host, applied once; what cannot run there refused in words.
 """
 import hashlib
 import json
@@ -27,6 +28,7 @@ import yaml
 
 from harness import COLLECTIONS, run_playbook
 from labtools import Lab
+from servers import PASSWORD
 import sqlcmd_double  # noqa: E402  pylint: disable=wrong-import-position,import-error,wrong-import-order
 import build_lab  # noqa: E402  pylint: disable=wrong-import-position,import-error,wrong-import-order
 from ansible_collections.clinops.upgrade.plugins.module_utils import journal as _journal
@@ -247,10 +249,12 @@ def test_the_site_is_upgraded_through_the_windows_host(site, tmp_path):
 
 # -- a database on a Windows host: SQL Server through sqlcmd on the host (no lab needed: the sqlcmd double) ----------
 
-def windows_play(hosts_args, tmp_path, name, env):
-    """upgrade_cutover on hosts marked Windows, each win_* call carried out by the doubles; results by host."""
-    inventory = {'all': {'hosts': dict((host, {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable,
-                                               'clinops_upgrade_host_os': 'windows', 'cutover': args})
+def windows_play(hosts_args, tmp_path, name, env, posix=()):
+    """upgrade_cutover on hosts marked Windows (those in ``posix`` excepted: the module on the host, as on Linux), each
+    win_* call carried out by the doubles; results by host."""
+    inventory = {'all': {'hosts': dict((host, dict({'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable,
+                                                    'cutover': args}, **({} if host in posix else
+                                                                          {'clinops_upgrade_host_os': 'windows'})))
                                        for host, args in hosts_args.items())}}
     path = str(tmp_path / ('%s.yml' % name))
     with open(path, 'w', encoding='utf-8') as handle:
@@ -327,3 +331,259 @@ def test_a_backup_engine_that_cannot_run_on_windows_is_refused_in_words(tmp_path
     assert 'engine postgresql is not carried out on Windows hosts' in results['pg']['msg']
     assert 'Windows authentication' in results['sqllogin']['msg'] and 'Sql-S3cret!' not in json.dumps(results['sqllogin'])
     assert not os.path.exists(str(root / 'bk'))
+
+
+# -- migrations on a Windows host: the vendor's tool (schema_update's command mode) run on the host --------------------
+
+# the vendor's schema tool, as ConAktiv's "structure-update" / "data-version": ROOT version | ROOT update TARGET [hang]
+VENDOR_TOOL = r"""
+import json, os, sys, time
+root, action = sys.argv[1], sys.argv[2]
+version_file = os.path.join(root, 'data-version')
+if action == 'version':
+    print(open(version_file).read().strip() if os.path.exists(version_file) else '')
+    sys.exit(0)
+target = sys.argv[3]
+with open(os.path.join(root, 'runs.log'), 'a') as handle:
+    handle.write(target + '\n')
+if 'hang' in sys.argv[4:]:
+    time.sleep(120)
+if 'fail' in sys.argv[4:]:
+    print('structure update failed: table Kontakte is locked', file=sys.stderr)
+    sys.exit(3)
+with open(version_file, 'w') as handle:
+    handle.write(target + '\n')
+state = os.environ.get('SQLCMD_STATE') or (sys.argv[4] if sys.argv[4:] and sys.argv[4].endswith('.json') else None)
+if state:  # SQL Server's DatabaseVersion table, in the sqlcmd double's state
+    with open(state) as handle:
+        data = json.load(handle)
+    data['queries']['SELECT MAX(Version) FROM DatabaseVersion'] = [target]
+    with open(state, 'w') as handle:
+        json.dump(data, handle)
+"""
+
+
+def vendor_host(tmp_path, name, data_version=OLD):
+    """A host's folders: the installation, the journal (an attempt begun), the vendor's tool and its data version."""
+    root = tmp_path / name
+    (root / 'app').mkdir(parents=True)
+    (root / 'app' / 'VERSION').write_text(OLD + '\n')
+    (root / 'state').mkdir()
+    (root / 'data').mkdir()
+    (root / 'data' / 'data-version').write_text(data_version + '\n')
+    tool = root / 'app' / 'schema_tool.py'
+    tool.write_text(VENDOR_TOOL)
+    return root
+
+
+def migrate_args(root, run_id, tool_extra=(), **migrate):
+    journal_path = str(root / 'state' / 'journal.jsonl')
+    _journal.Journal(journal_path, NEW, run_id).record('begin', 'ok', data={'from_version': OLD})
+    tool = [sys.executable, str(root / 'app' / 'schema_tool.py'), str(root / 'data')]
+    spec = dict(command=tool + ['update', NEW] + list(tool_extra), version_command=tool + ['version'], target=NEW,
+                command_timeout=60, engine='files', path=str(root / 'data'))  # ConAktiv's connection: its data folder
+    spec.update(migrate)
+    return dict(journal=journal_path, run_id=run_id, target=NEW, install_root=str(root / 'app'),
+                steps=['migrate_pre', 'migrate_offline', 'migrate_post'], migrate_command_phase='post',
+                migrate=dict((k, v) for k, v in spec.items() if v is not None))
+
+
+def tool_runs(root):
+    path = root / 'data' / 'runs.log'
+    return path.read_text().split() if path.exists() else []
+
+
+def migrate_entries(root, run_id):
+    return [(e['step'], e['result'], e.get('data') or {}) for e in journal_entries(str(root / 'state' / 'journal.jsonl'))
+            if e['run_id'] == run_id and e['step'].startswith('migrate_')]
+
+
+def test_a_vendor_schema_tool_runs_once_on_the_windows_host_journaled_as_on_posix(tmp_path):
+    """ConAktiv's way (migrations mode command, phase post): the vendor's tool and its version_command run on the Windows
+    host through the run script, SQL Server's version_query through sqlcmd there; the same release on a POSIX host
+    journals the same entries. A second attempt finds the database at the target and runs nothing."""
+    bindir = str(tmp_path / 'bin')
+    sqlcmd_double.install(bindir, {'product_version': '16.0.4135.4', 'databases': {'imageserver': {'tables': {}}},
+                                   'queries': {'SELECT MAX(Version) FROM DatabaseVersion': [OLD]}})
+    env = {'ANSIBLE_COLLECTIONS_PATH': DOUBLES + os.pathsep + COLLECTIONS, 'ANSIBLE_PIPELINING': 'true',
+           'PATH': bindir + os.pathsep + os.environ['PATH']}
+    win, posix, mssql = vendor_host(tmp_path, 'win'), vendor_host(tmp_path, 'posix'), vendor_host(tmp_path, 'mssql')
+
+    def mssql_args(run_id):  # ImageServer's way: the version in SQL Server's DatabaseVersion table
+        return migrate_args(mssql, run_id, tool_extra=[sqlcmd_double.state_path(bindir)], version_command=None,
+                            engine='mssql', database='imageserver', login_host='sql1.example.invalid', path=None,
+                            version_query='SELECT MAX(Version) FROM DatabaseVersion')
+    first = windows_play({'win': migrate_args(win, 'mig-1'), 'posix': migrate_args(posix, 'mig-1'), 'mssql': mssql_args('mig-1')},
+                         tmp_path, 'migrate-1', env, posix=('posix',))
+    for host, result in first.items():
+        assert not result.get('failed'), (host, result.get('msg'))
+    assert first['win']['host_os'] == 'windows' and first['mssql']['host_os'] == 'windows'
+    assert first['posix'].get('host_os') != 'windows'
+    # applied once, by the vendor's tool, on each host; the database reports the target afterwards
+    for root in (win, posix, mssql):
+        assert tool_runs(root) == [NEW], root
+        assert (root / 'data' / 'data-version').read_text().strip() == NEW
+    assert sqlcmd_double.read_state(bindir)['queries']['SELECT MAX(Version) FROM DatabaseVersion'] == [NEW]
+    # the version was asked on the host, with Windows authentication, before and after the tool
+    asked = [c for c in sqlcmd_double.calls(bindir) if 'DatabaseVersion' in (c['statement'] or '')]
+    assert len(asked) == 2 and all(c['argv'][0] == '-E' and not c['password_in_env'] for c in asked)
+    expected = [('migrate_pre', 'skipped', {}), ('migrate_offline', 'skipped', {}), ('migrate_post', 'ok', {'schema_post': [NEW]})]
+    assert [e for e in migrate_entries(posix, 'mig-1') if e[1] != 'started'] == expected
+    assert migrate_entries(win, 'mig-1') == migrate_entries(posix, 'mig-1') == migrate_entries(mssql, 'mig-1')
+
+    # a second attempt (the first one finished): the database is at the target already, nothing runs, journaled the
+    # same way on both paths
+    for root in (win, posix, mssql):
+        _journal.Journal(str(root / 'state' / 'journal.jsonl'), NEW, 'mig-1').record('finish', 'ok')
+    second = windows_play({'win': migrate_args(win, 'mig-2'), 'posix': migrate_args(posix, 'mig-2'),
+                           'mssql': mssql_args('mig-2')}, tmp_path, 'migrate-2', env, posix=('posix',))
+    for host, result in second.items():
+        assert not result.get('failed'), (host, result.get('msg'))
+    for root in (win, posix, mssql):
+        assert tool_runs(root) == [NEW], root
+    again = [('migrate_pre', 'skipped', {}), ('migrate_offline', 'skipped', {}), ('migrate_post', 'ok', {'schema_post': []})]
+    assert [e for e in migrate_entries(posix, 'mig-2') if e[1] != 'started'] == again
+    assert migrate_entries(win, 'mig-2') == migrate_entries(posix, 'mig-2') == migrate_entries(mssql, 'mig-2')
+
+
+def test_a_vendor_schema_tool_that_fails_hangs_or_is_missing_on_the_windows_host_fails_its_step_in_words(tmp_path):
+    """The tool's exit code, command_timeout (the tool killed on the host) and a missing program each fail migrate_post
+    with the reason; SQL files (migrations) and a SQL login are refused before any step runs."""
+    env = {'ANSIBLE_COLLECTIONS_PATH': DOUBLES + os.pathsep + COLLECTIONS, 'ANSIBLE_PIPELINING': 'true'}
+    failing, hanging, missing = (vendor_host(tmp_path, n) for n in ('failing', 'hanging', 'missing'))
+    sqlfiles, login = vendor_host(tmp_path, 'sqlfiles'), vendor_host(tmp_path, 'login')
+    missing_args = migrate_args(missing, 'mig-x')
+    missing_args['migrate']['command'] = [str(missing / 'app' / 'no-such-tool.exe'), 'update']
+    results = windows_play({
+        'failing': migrate_args(failing, 'mig-x', tool_extra=['fail']),
+        'hanging': migrate_args(hanging, 'mig-x', tool_extra=['hang'], command_timeout=2),
+        'missing': missing_args,
+        'sqlfiles': migrate_args(sqlfiles, 'mig-x', command=None, version_command=None, migrations=str(sqlfiles / 'app'),
+                                 engine='postgresql', database='pmod', path=None),
+        'login': migrate_args(login, 'mig-x', version_command=None, engine='mssql', database='pmod', path=None, login_user='sa',
+                              login_password='Sql-S3cret!', version_query='SELECT 1'),
+    }, tmp_path, 'migrate-fail', env)
+    failed = results['failing']
+    assert failed['failed_step'] == 'migrate_post' and 'the command exited with 3' in failed['msg']
+    assert 'table Kontakte is locked' in failed['msg'] and 'at version %s' % OLD in failed['msg']
+    hung = results['hanging']
+    assert hung['failed_step'] == 'migrate_post' and 'killed after command_timeout (2s)' in hung['msg'], hung['msg']
+    assert (hanging / 'data' / 'data-version').read_text().strip() == OLD
+    gone = results['missing']
+    assert gone['failed_step'] == 'migrate_post' and 'cannot run %s' % (missing / 'app' / 'no-such-tool.exe') in gone['msg']
+    for root in (failing, hanging, missing):
+        assert [e[:2] for e in migrate_entries(root, 'mig-x') if e[1] != 'started'][-1] == ('migrate_post', 'failed'), root
+    assert 'invalid input, nothing was stopped' in results['sqlfiles']['msg']
+    assert 'migrations (SQL files) is not carried out on Windows hosts' in results['sqlfiles']['msg']
+    assert 'Windows authentication' in results['login']['msg'] and 'Sql-S3cret!' not in json.dumps(results['login'])
+    for root in (sqlfiles, login):
+        assert tool_runs(root) == [] and migrate_entries(root, 'mig-x') == []
+
+
+# -- Firebird on a Windows host: gbak.exe from bin_dir, run on the host --------------------------------------------------
+
+FB_ROWS = 60
+
+
+def fb_rows(server, name):
+    conn = server.connect(name)
+    try:
+        cur = conn.cursor()
+        cur.execute('SELECT count(*), coalesce(sum(id), 0) FROM patients')
+        return tuple(cur.fetchone())
+    finally:
+        conn.close()
+
+
+def fb_change(server, name, sql):
+    conn = server.connect(name)
+    try:
+        conn.cursor().execute(sql)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def test_a_firebird_backup_with_gbak_exe_and_its_restore_run_on_the_windows_host(firebird_server, tmp_path):
+    """KSAMU's backup (engine firebird, verify quick) on a Windows host: gbak.exe from bin_dir run there writes the backup
+    file, hashed on the host; the manifest is the one the POSIX path writes for the same database (same fields and
+    values, but the time-dependent ones); the rollback restores the database from it (rows read back). gbak.exe missing
+    is refused before any step runs, a gbak that exits non-zero fails the backup step in words."""
+    firebird_server.create_database('ksamu')
+    fb_change(firebird_server, 'ksamu', 'CREATE TABLE patients (id INTEGER NOT NULL PRIMARY KEY, name VARCHAR(80))')
+    conn = firebird_server.connect('ksamu')
+    try:
+        conn.cursor().executemany('INSERT INTO patients VALUES (?, ?)', [(i, 'patient %d' % i) for i in range(1, FB_ROWS + 1)])
+        conn.commit()
+    finally:
+        conn.close()
+    before = fb_rows(firebird_server, 'ksamu')
+    bindir = tmp_path / 'Firebird_3_0'
+    bindir.mkdir()
+    os.symlink('/usr/bin/gbak', str(bindir / 'gbak.exe'))  # Firebird's gbak, under its Windows name
+    env = {'ANSIBLE_COLLECTIONS_PATH': DOUBLES + os.pathsep + COLLECTIONS, 'ANSIBLE_PIPELINING': 'true'}
+
+    def host_args(name, run_id, **backup):
+        root = tmp_path / name
+        (root / 'app').mkdir(parents=True, exist_ok=True)
+        (root / 'app' / 'VERSION').write_text(OLD + '\n')
+        journal_path = str(root / 'journal.jsonl')
+        _journal.Journal(journal_path, NEW, run_id).record('begin', 'ok', data={'from_version': OLD})
+        spec = dict(firebird_server.params('ksamu'), dest=str(root / 'backups'), label='pre-' + NEW, verify='quick')
+        spec.update(backup)
+        return dict(journal=journal_path, run_id=run_id, target=NEW, install_root=str(root / 'app'), steps=['backup'],
+                    backup=dict((k, v) for k, v in spec.items() if v is not None))
+
+    done = windows_play({'win': host_args('win', 'fb-1', bin_dir=str(bindir)), 'posix': host_args('posix', 'fb-1')},
+                        tmp_path, 'fb-backup', env, posix=('posix',))
+    for host, result in done.items():
+        assert not result.get('failed'), (host, result.get('msg'))
+        assert PASSWORD not in json.dumps(result)
+    assert done['win']['host_os'] == 'windows'
+    manifests = {}
+    for host in ('win', 'posix'):
+        dest = str(tmp_path / host / 'backups')
+        names = sorted(os.listdir(dest))
+        assert len(names) == 2 and names[1] == names[0] + '.manifest.json', names  # no password file, no temporary left
+        with open(os.path.join(dest, names[1]), encoding='utf-8') as handle:
+            manifests[host] = json.load(handle)
+        with open(os.path.join(dest, names[0]), 'rb') as handle:
+            data = handle.read()
+        assert manifests[host]['sha256'] == hashlib.sha256(data).hexdigest() and manifests[host]['size'] == len(data)
+        assert manifests[host]['verification']['ok'] and manifests[host]['verification']['level'] == 'quick'
+        assert 'gbak restored the backup into a scratch database' in ' '.join(manifests[host]['verification']['checks'])
+    timeless = ('file', 'created_at', 'created_ns', 'sha256', 'size', 'checksum_method', 'verification', 'tool_versions',
+                'server_version', 'database_size')
+    same = dict((k, v) for k, v in manifests['win'].items() if k not in timeless)
+    assert same == dict((k, v) for k, v in manifests['posix'].items() if k not in timeless)
+    assert same['engine'] == 'firebird' and same['format'] == 'gbak' and same['compression'] == 'none'
+    assert manifests['win']['file'].split('_')[:3] == manifests['posix']['file'].split('_')[:3]
+    assert set(manifests['win']) == set(manifests['posix'])
+    assert not [n for n in os.listdir(firebird_server.data) if '.check.' in n or '.restoring.' in n]  # scratch dropped
+
+    # the schema step changed the data and failed: the rollback restores the database with gbak.exe on the host
+    fb_change(firebird_server, 'ksamu', 'DELETE FROM patients WHERE id > 10')
+    assert fb_rows(firebird_server, 'ksamu') != before
+    rolled = windows_play({'win': dict(host_args('win', 'fb-1', bin_dir=str(bindir)), op='rollback',
+                                       failed_step='migrate_offline')}, tmp_path, 'fb-rollback', env)['win']
+    assert not rolled.get('failed'), rolled.get('msg')
+    assert 'the database was restored from' in rolled['restored'], rolled
+    assert fb_rows(firebird_server, 'ksamu') == before
+    assert not [n for n in os.listdir(firebird_server.data) if n.startswith('.')]
+
+    # refusals: gbak.exe missing (before any step), a gbak that fails (the step, in words), compression
+    empty = tmp_path / 'NoFirebird'
+    empty.mkdir()
+    refused = windows_play({
+        'missing': host_args('missing', 'fb-2', bin_dir=str(empty)),
+        'wrongpw': host_args('wrongpw', 'fb-2', bin_dir=str(bindir), login_password='not-the-password'),
+        'gzip': host_args('gzip', 'fb-2', bin_dir=str(bindir), compression='gzip'),
+    }, tmp_path, 'fb-refused', env)
+    assert 'invalid input, nothing was stopped' in refused['missing']['msg']
+    assert 'gbak.exe (needed to back up and restore Firebird) is not in bin_dir %s' % empty in refused['missing']['msg']
+    assert refused['wrongpw']['failed_step'] == 'backup' and 'gbak backup of' in refused['wrongpw']['msg']
+    assert 'not-the-password' not in json.dumps(refused['wrongpw'])
+    assert not [n for n in os.listdir(str(tmp_path / 'wrongpw' / 'backups')) if n.startswith('.')]  # password file removed
+    assert 'use compression none' in refused['gzip']['msg']
+    for host in ('missing', 'gzip'):
+        assert not os.path.exists(str(tmp_path / host / 'backups'))

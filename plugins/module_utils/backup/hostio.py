@@ -20,6 +20,7 @@ driver on the host) refuses a remote host in words before anything is touched (`
 ``writable(path)``                   None when a file can be created in the folder, else why not
 ``free_space(path)``                 bytes free for this user where ``path`` is (or would be)
 ``hash_file(path)``                  ``(sha256 hex, size)`` of a file
+``size(path)``                       the size of a file in bytes (None when it is not a file)
 ``fsync_dir(path)``                  the folder's entries flushed (renames made durable)
 ``run(argv, env)``                   ``(rc, stdout, stderr)`` of one program
 ==================================  ========================================================================
@@ -33,8 +34,9 @@ import tempfile
 
 from ansible_collections.clinops.upgrade.plugins.module_utils.backup.streams import fsync_path, hash_file, remove_path
 
-# the engines that need only the operations above (sqlcmd on the host, files it writes): these run on a remote host
-REMOTE_ENGINES = ('mssql',)
+# the engines that need only the operations above: these run on a remote host (mssql: sqlcmd on the host, the file
+# SQL Server writes; firebird: gbak.exe on the host, writing and reading the backup file itself)
+REMOTE_ENGINES = ('mssql', 'firebird')
 
 
 class LocalIO:
@@ -111,6 +113,10 @@ class LocalIO:
     @staticmethod
     def hash_file(path):
         return hash_file(path)
+
+    @staticmethod
+    def size(path):
+        return os.path.getsize(path) if os.path.isfile(path) else None
 
     @staticmethod
     def fsync_dir(path):

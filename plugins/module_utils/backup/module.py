@@ -124,6 +124,17 @@ def check_remote(params):
     for option in ('owner', 'group'):
         if params.get(option):
             raise BackupError('%s does not apply on a Windows host (the backup folder\'s ACL is inherited); leave it out' % option)
+    if params['engine'] == 'firebird':
+        if not params.get('bin_dir'):
+            raise BackupError('engine firebird on a Windows host needs bin_dir: the Firebird folder on the host that holds'
+                              ' gbak.exe (such as C:/Program Files/Firebird/Firebird_3_0)')
+        if (params.get('compression') or 'none') != 'none':
+            raise BackupError('compression %s: on a Windows host gbak.exe writes the backup file itself, uncompressed;'
+                              ' use compression none' % params['compression'])
+        if params.get('verify') == 'restore':
+            raise BackupError('verify restore counts the rows through a database driver where the module runs, not on the'
+                              ' Windows host; use verify quick (gbak.exe restores the backup into a scratch database there)')
+        return
     if params.get('login_user') or params.get('login_password') is not None:
         raise BackupError('login_password: on a Windows host sqlcmd signs in with Windows authentication (the account the'
                           ' upgrade connects as); a SQL login\'s password is not passed to the host, leave login_user and'

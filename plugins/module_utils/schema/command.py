@@ -1,7 +1,14 @@
 # -*- coding: utf-8 -*-
 # Copyright: clinops.upgrade contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""schema_update's command mode: the vendor's own tool runs the migrations; the version is read by a query or a command."""
+"""schema_update's command mode: the vendor's own tool runs the migrations; the version is read by a query or a command.
+
+Where the programs run: here (the module on a POSIX host), or on a Windows host when the module object offers
+``host_run(argv, timeout, cwd=None) -> (rc, stdout, stderr, timed_out)`` (``upgrade_cutover``'s Windows host carries
+it out with its ``run`` script): the vendor's tool, ``version_command`` and SQL Server's ``sqlcmd`` for
+``version_query`` then run on that host, found by its own program search. The decisions (versions, target,
+downgrade, idempotence) are this one code path for both.
+"""
 
 from __future__ import annotations
 
@@ -21,17 +28,30 @@ from ansible_collections.clinops.upgrade.plugins.module_utils.schema.plan import
 # command mode
 # ---------------------------------------------------------------------------------------------
 VERSION_QUERY_ENGINES = MIGRATION_ENGINES + ('mssql',)
+VERSION_TIMEOUT = 600  # seconds a version_command run on a remote host may take (run_command has no limit here)
 
 
-def read_version_sql(params, query, sqlcmd=None):
+def host_runner(module):
+    """The module's ``host_run`` (the programs run on a Windows host), or None (they run here)."""
+    return getattr(module, 'host_run', None)
+
+
+def read_version_sql(params, query, sqlcmd=None, runner=None):
     """The first column of the first row of ``query`` as text, or None (no row, NULL).
 
-    SQL Server is asked through ``sqlcmd`` (the path ``sqlcmd``), with ``SET NOCOUNT ON; USE [database];`` before ``query``.
+    SQL Server is asked through ``sqlcmd`` (the path ``sqlcmd``), with ``SET NOCOUNT ON; USE [database];`` before ``query``;
+    through ``runner`` (``host_run``) when given.
     """
     if params['engine'] == 'mssql':
+        timeout = (params.get('connect_timeout') or 10) + 60
         try:
             statement = _mssql.scalar_statement(query, params.get('database'))
-            return _mssql.first_value(_mssql.run(sqlcmd, params, statement, timeout=(params.get('connect_timeout') or 10) + 60))
+            if runner is None:
+                return _mssql.first_value(_mssql.run(sqlcmd, params, statement, timeout=timeout))
+            rc, out, err, timed_out = runner(_mssql.argv(sqlcmd, params, statement), timeout)
+            if timed_out:
+                raise _mssql.MssqlError('sqlcmd did not answer within %s s' % timeout)
+            return _mssql.first_value(_mssql.judge(rc, out, err))
         except _mssql.MssqlError as exc:
             raise MigrationError('version_query: %s' % exc) from None
     conn = connect(params, autocommit=params['engine'] != 'firebird')
@@ -104,6 +124,8 @@ def _argv(module, value, name):
         module.fail_json(msg='%s must be a list of arguments or a string' % name)
     if not argv or not argv[0]:
         module.fail_json(msg='%s is empty' % name)
+    if host_runner(module) is not None:
+        return argv  # found by the host's own program search when it runs (a missing one fails there, in words)
     if os.sep not in argv[0]:
         argv[0] = module.get_bin_path(argv[0], required=True)
     elif not os.access(argv[0], os.X_OK):
@@ -120,13 +142,24 @@ def _base_result(module):
 # ---------------------------------------------------------------------------------------------
 def read_version(module, argv):
     params = module.params
+    runner = host_runner(module)
     if argv is not None:
-        rc, out, err = module.run_command(argv)
+        if runner is None:
+            rc, out, err = module.run_command(argv)
+        else:
+            rc, out, err, timed_out = runner(argv, VERSION_TIMEOUT)
+            if timed_out:
+                raise MigrationError('version_command gave no answer within %d s' % VERSION_TIMEOUT)
         if rc != 0:
             raise MigrationError('version_command exited with %d: %s' % (rc, (err or out).strip()[-500:]))
         return parse_reported_version(out, 'version_command')
-    sqlcmd = module.get_bin_path('sqlcmd', required=True) if params['engine'] == 'mssql' else None
-    return parse_reported_version(read_version_sql(params, params['version_query'], sqlcmd), 'version_query')
+    if params['engine'] != 'mssql':
+        sqlcmd = None
+    elif runner is not None:
+        sqlcmd = 'sqlcmd'
+    else:
+        sqlcmd = module.get_bin_path('sqlcmd', required=True)
+    return parse_reported_version(read_version_sql(params, params['version_query'], sqlcmd, runner), 'version_query')
 
 
 def run_command_mode(module):
@@ -150,6 +183,10 @@ def run_command_mode(module):
                 problem = str(exc)
         if problem:
             module.fail_json(msg='version_query: %s' % problem, **result)
+        if host_runner(module) is not None and params['engine'] != 'mssql':
+            module.fail_json(msg='version_query with engine %s connects with a Python driver where the module runs, not on'
+                                 ' the Windows host; use version_command (or engine mssql: sqlcmd on the host)'
+                                 % params['engine'], **result)
         require_driver(module, params['engine'])
     else:
         version_argv = _argv(module, params['version_command'], 'version_command')
@@ -183,7 +220,8 @@ def run_command_mode(module):
 
     started = time.monotonic()
     try:
-        rc, out, err, timed_out = run_tool(argv, params['command_timeout'])
+        runner = host_runner(module)
+        rc, out, err, timed_out = (runner or run_tool)(argv, params['command_timeout'])
     except OSError as exc:
         module.fail_json(msg='cannot run %s: %s' % (argv[0], exc), **result)
     duration = time.monotonic() - started

@@ -154,7 +154,8 @@ def run(module):
     ``module`` is an AnsibleModule, or an object with the same ``params``, ``check_mode``, ``_diff``,
     ``fail_json``, ``exit_json``, ``warn``, ``run_command`` and ``get_bin_path`` whose ``fail_json`` and
     ``exit_json`` raise (SystemExit or another BaseException). Nothing here catches BaseException, and
-    no state outlives a call.
+    no state outlives a call. Optional: ``host_run`` (command mode's programs run on a Windows host instead, see
+    ``schema/command.py``).
     """
     params = module.params
     if params.get('login_instance') and params['engine'] != 'mssql':

@@ -376,6 +376,8 @@ class LikeModule:
         self.calls = []
 
     def __getattr__(self, name):
+        if name == 'host_run':  # the one optional attribute (command mode on a Windows host): absent here
+            raise AttributeError(name)
         self.unexpected.append(name)
         raise AttributeError(name)
 
@@ -518,3 +520,59 @@ def test_no_handler_can_swallow_fail_json_or_exit_json():
             assert 'BaseException' not in names and 'SystemExit' not in names, node.lineno
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
             assert (node.value.id, node.attr) != ('sys', 'exit'), node.lineno
+
+
+class HostModule(LikeModule):
+    """A module object whose programs run on a (Windows) host: ``host_run`` is called, nothing runs here."""
+
+    __slots__ = ('ran', 'answers')
+
+    def __init__(self, args, answers, check=False):
+        super().__init__(args, check=check)
+        self.ran = []
+        self.answers = list(answers)
+
+    def host_run(self, argv, timeout, cwd=None):
+        self.ran.append((list(argv), timeout, cwd))
+        return self.answers.pop(0)
+
+    def run_command(self, args, check_rc=False):
+        raise AssertionError('run_command on the controller: %s' % args)
+
+    def get_bin_path(self, arg, required=False, opt_dirs=None):
+        raise AssertionError('get_bin_path on the controller: %s' % arg)
+
+
+def test_command_mode_runs_its_programs_through_host_run_when_the_module_offers_it():
+    """The vendor's tool (with command_timeout), version_command and sqlcmd all go to host_run, unresolved (the host's
+    own program search); the versions before and after decide as on POSIX; a second run at the target runs no tool."""
+    args = dict(engine='files', path='C:/ConAktiv/Server Database', command=['ca_admin.exe', 'structure-update'],
+                version_command=['ca_admin.exe', 'data-version'], target='2.0', command_timeout=30)
+    module = HostModule(args, [(0, '1.0\n', '', False), (0, 'done', '', False), (0, '2.0\n', '', False)])
+    with pytest.raises(Done) as caught:
+        schema_module.run(module)
+    result = caught.value.args[0]
+    assert module.unexpected == [] and not result.get('failed'), result
+    assert [r[0] for r in module.ran] == [['ca_admin.exe', 'data-version'], ['ca_admin.exe', 'structure-update'],
+                                          ['ca_admin.exe', 'data-version']]
+    assert module.ran[1][1] == 30
+    assert result['changed'] and [a['version'] for a in result['applied']] == ['2.0']
+
+    again = HostModule(args, [(0, '2.0\n', '', False)])
+    with pytest.raises(Done) as caught:
+        schema_module.run(again)
+    assert [r[0] for r in again.ran] == [['ca_admin.exe', 'data-version']] and caught.value.args[0]['changed'] is False
+
+    timed = HostModule(args, [(0, '1.0\n', '', False), (None, '', '', True), (0, '1.0\n', '', False)])
+    with pytest.raises(Done) as caught:
+        schema_module.run(timed)
+    assert caught.value.args[0]['failed'] and 'killed after command_timeout (30s)' in caught.value.args[0]['msg']
+
+    sql = dict(engine='mssql', database='imageserver', login_host='sql1', command=['Setup.exe', '/upgrade'],
+               version_query='SELECT MAX(Version) FROM DatabaseVersion', target='2.0')
+    asked = HostModule(sql, [(0, '1.0\n', '', False), (0, '', '', False), (0, '2.0\n', '', False)])
+    with pytest.raises(Done) as caught:
+        schema_module.run(asked)
+    assert not caught.value.args[0].get('failed'), caught.value.args[0]
+    first = asked.ran[0][0]
+    assert first[0] == 'sqlcmd' and '-E' in first and first[-1].endswith('SELECT MAX(Version) FROM DatabaseVersion')

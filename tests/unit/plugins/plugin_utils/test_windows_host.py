@@ -135,10 +135,24 @@ def test_the_journal_lives_on_the_host_and_the_lock_beats_only_for_its_run():
     assert not other.release_lock()
 
 
-@pytest.mark.parametrize('name', ['db_backup', 'schema_update'])
-def test_a_step_that_needs_python_on_the_host_is_refused_at_validation(name):
+@pytest.mark.parametrize('name,params', [('db_backup', {'engine': 'sqlite'}),
+                                         ('schema_update', {'engine': 'sqlite', 'migrations': 'C:/app/migrations'})])
+def test_a_step_that_needs_python_on_the_host_is_refused_at_validation(name, params):
     with pytest.raises(StepFailed, match='not carried out on Windows hosts'):
-        host(FakeWindows()).validate(name, {'engine': 'sqlite'})
+        host(FakeWindows()).validate(name, params)
+
+
+def test_schema_updates_command_mode_is_validated_for_a_windows_host():
+    """The vendor's tool with version_command passes; a driver's version_query and a SQL login are refused in words."""
+    tool = dict(engine='files', path='C:/ConAktiv/Server Database', command=['ca_admin.exe', 'structure-update'],
+                version_command=['ca_admin.exe', 'data-version'])
+    host(FakeWindows()).validate('schema_update', tool)
+    with pytest.raises(StepFailed, match='version_query with engine postgresql needs a Python driver'):
+        host(FakeWindows()).validate('schema_update', dict(engine='postgresql', database='pmod', command=['x.exe'],
+                                                           version_query='SELECT 1'))
+    with pytest.raises(StepFailed, match='Windows authentication'):
+        host(FakeWindows()).validate('schema_update', dict(engine='mssql', database='pmod', command=['x.exe'],
+                                                           version_query='SELECT 1', login_user='sa', login_password='pw'))
 
 
 def test_windows_service_options_are_checked_with_service_stop_ordereds_own_spec():
