@@ -21,7 +21,7 @@ import sys
 import pytest
 import yaml
 
-from harness import COLLECTIONS, ansible_env, module_count_env, run_playbook
+from harness import COLLECTIONS, ansible_env, module_count_env, run_playbook, run_task
 from labtools import ENV, PLAYBOOK, ROOT, Lab
 import build_lab  # noqa: E402  pylint: disable=wrong-import-position,import-error,wrong-import-order
 from test_windows_site import DOUBLES, c_echo, zip_release  # pylint: disable=wrong-import-position
@@ -83,6 +83,38 @@ def test_an_inventory_of_winrm_hosts_passes_the_syntax_check(site):
     assert 'ERROR' not in proc.stderr
 
 
+def host_files(lab):
+    """sha256 of every file in the hosts' folders (installation, state, backups), supervisord's runtime files aside."""
+    return dict((path, digest) for path, digest in lab.tree_hash().items() if path.startswith('hosts' + os.sep))
+
+
+def test_check_mode_over_the_windows_hosts_plans_and_changes_nothing(site):
+    before_files, before_pids, before_dump = host_files(site), site.supervisor_pids(), site.dump()
+    counts = str(site.base / 'check-counts.json')
+    result = run_playbook(PLAYBOOK, inventory=site.inventory, check=True, env=dict(site.env, **module_count_env(counts)), timeout=1200)
+    assert result.rc == 0, result
+    with open(counts + '.modules.json', encoding='utf-8') as handle:
+        modules = json.load(handle)
+    for host in site.hosts:  # the hosts were read through the doubles, and only through ansible.windows modules
+        assert modules[host] and all(name.startswith('ansible.windows.') for name in modules[host]), (host, modules[host])
+    # nothing moved: every file of every host's folders, the services' processes, the database
+    assert host_files(site) == before_files
+    assert site.supervisor_pids() == before_pids and set(site.supervisor_states().values()) == {'RUNNING'}
+    assert site.dump() == before_dump
+    for host in site.hosts:
+        assert site.version(host) == OLD and site.journal(host) == [], host
+        state = os.path.join(site.root, 'hosts', host, 'state')
+        assert not os.path.exists(os.path.join(state, 'upgrade.lock')), host
+        assert not os.path.exists(site.install(host) + '_staging') and not os.path.exists(site.install(host) + '_old0001')
+    assert not [n for n in os.listdir(os.path.dirname(site.db)) if 'backup' in n.lower()]
+    # the plan per host, as the POSIX --check gives it
+    plan = {h['host']: h for h in site.report()['hosts']}
+    assert {h: plan[h]['result'] for h in site.hosts} == dict.fromkeys(site.hosts, 'planned'), plan
+    assert plan['server1']['plan']['stop_order'] == ['pmod-ds', 'pmod-ts', 'pmod-ls'], plan['server1']['plan']
+    for host in site.hosts:
+        assert plan[host]['from_version'] == OLD and plan[host]['to_version'] == NEW, plan[host]
+
+
 def test_the_site_is_upgraded_by_the_playbook_through_the_windows_hosts(site):
     counts = str(site.base / 'counts.json')
     result = run_playbook(PLAYBOOK, inventory=site.inventory, env=dict(site.env, **module_count_env(counts)), timeout=1200)
@@ -105,3 +137,23 @@ def test_the_site_is_upgraded_by_the_playbook_through_the_windows_hosts(site):
         modules = json.load(handle)
     for host in site.hosts:
         assert modules[host] and all(name.startswith('ansible.windows.') for name in modules[host]), (host, modules[host])
+
+
+def test_the_doubles_keep_the_real_modules_check_mode(site):
+    """As the real modules: win_command (no check mode support) is skipped; win_powershell skips a script that does not
+    declare SupportsShouldProcess and runs one that does; the engine's read-only scripts declare it, the others not."""
+    from ansible_collections.clinops.upgrade.plugins.plugin_utils.windows_host import READ_ONLY_SCRIPTS, SCRIPTS  # pylint: disable=import-outside-toplevel
+    marker = str(site.base / 'must-not-exist')
+    env = dict(site.env)
+    skipped = run_task('ansible.windows.win_command', {'argv': ['touch', marker]}, check=True, env=env)
+    assert skipped.get('skipped') and 'does not support check mode' in skipped['msg'], skipped
+    assert not os.path.exists(marker)
+    write = run_task('ansible.windows.win_powershell', {'script': SCRIPTS['write'], 'parameters': {
+        'Path': marker, 'Content': 'eA=='}}, check=True, env=env)
+    assert write['changed'] and write['msg'] == 'skipped, running in check mode' and not write.get('output'), write
+    assert not os.path.exists(marker)
+    free = run_task('ansible.windows.win_powershell', {'script': SCRIPTS['free_space'], 'parameters': {'Path': site.root}},
+                    check=True, env=env)
+    assert not free.get('failed') and free['output'][0]['free'] > 0, free
+    assert READ_ONLY_SCRIPTS == {'zip_list', 'free_space', 'clock'}
+    assert all(('SupportsShouldProcess' in SCRIPTS[n]) == (n in READ_ONLY_SCRIPTS) for n in SCRIPTS)
