@@ -115,13 +115,72 @@ def test_check_mode_over_the_windows_hosts_plans_and_changes_nothing(site):
         assert plan[host]['from_version'] == OLD and plan[host]['to_version'] == NEW, plan[host]
 
 
+def install_files(lab, host):
+    """sha256 of every file of the host's installation (settings included; logs and __pycache__ left out)."""
+    prefix = os.path.relpath(lab.install(host), lab.root) + os.sep
+    return dict((path, digest) for path, digest in lab.tree_hash().items() if path.startswith(prefix))
+
+
+def test_a_release_whose_service_does_not_start_is_rolled_back_by_the_playbook(site):
+    """The real playbook on the Windows-marked site with a release whose transaction server does not even compile
+    (supervisord gives up on it, win_service's start fails): the server is rolled back (the old version running and
+    verified, its files and the database as before), its clients are held back, the run fails, and every report
+    (JSON, Markdown, HTML) names the rollback."""
+    files = build_lab.release_files(NEW)
+    data, mode = files['bin/pmod_ts.py']
+    files['bin/pmod_ts.py'] = (data.replace(b'class Handler(', b'class Handler(:'), mode)
+    build_lab.make_release(site.root, NEW, files=files)
+    zip_with_checksum(site, NEW)
+    before = dict((host, install_files(site, host)) for host in site.hosts)
+    before_rows, before_dump, old_pids = site.product_rows(), site.dump(), site.supervisor_pids()
+    reports = os.path.join(site.root, 'reports')
+    known = set(os.listdir(reports)) if os.path.isdir(reports) else set()
+
+    result = run_playbook(PLAYBOOK, inventory=site.inventory, env=site.env, timeout=1200)
+    assert result.rc != 0, result
+
+    # the server: the old version back, running and verified, read back from the lab
+    assert site.version('server1') == OLD
+    assert set(site.supervisor_states().values()) == {'RUNNING'}
+    assert site.supervisor_pids() != old_pids  # really stopped and started again
+    assert site.ctl('echo-ts').startswith('OK PMOD-TS %s' % OLD), site.ctl('echo-ts')
+    assert c_echo(site)
+    assert install_files(site, 'server1') == before['server1']  # program and settings byte for byte
+    assert site.product_rows() == before_rows and site.dump() == before_dump
+    assert 'PMOD_failed_%s_1' % NEW in os.listdir(os.path.dirname(site.install('server1')))
+    last = site.journal('server1')[-1]
+    assert last['step'] == 'finish' and last['result'] == 'rolled_back', last
+    assert not os.path.exists(os.path.join(site.root, 'hosts', 'server1', 'state', 'upgrade.lock'))
+    # the clients: held back, untouched
+    for client in site.clients:
+        assert site.version(client) == OLD and install_files(site, client) == before[client], client
+        assert not [e for e in site.journal(client) if e['step'] == 'swap'], client
+    # every report format names the rollback
+    report = {h['host']: h for h in site.report()['hosts']}
+    assert report['server1']['result'] == 'rolled_back', report['server1']
+    assert 'pmod-ts' in report['server1']['message'], report['server1']['message']
+    assert {c: report[c]['result'] for c in site.clients} == dict.fromkeys(site.clients, 'held_back')
+    written = sorted(set(os.listdir(reports)) - known)
+    assert [n.rsplit('.', 1)[1] for n in written] == ['html', 'json', 'md'], written
+    base = os.path.join(reports, written[0].rsplit('.', 1)[0])
+    with open(base + '.md', encoding='utf-8') as handle:
+        markdown = handle.read()
+    assert [line for line in markdown.splitlines() if line.startswith('| server1 |') and '| rolled_back |' in line], markdown
+    with open(base + '.html', encoding='utf-8') as handle:
+        html = handle.read()
+    assert 'data-host="server1"' in html and 'badge rolled_back">rolled back<' in html
+
+
 def test_the_site_is_upgraded_by_the_playbook_through_the_windows_hosts(site):
+    build_lab.make_release(site.root, NEW)  # the good release (again, after the rollback test)
+    zip_with_checksum(site, NEW)
     counts = str(site.base / 'counts.json')
     result = run_playbook(PLAYBOOK, inventory=site.inventory, env=dict(site.env, **module_count_env(counts)), timeout=1200)
     assert result.rc == 0, result
     for host in site.hosts:
         assert site.version(host) == NEW, host
-        entries = [e for e in site.journal(host) if e['result'] in ('ok', 'upgraded')]
+        run_id = site.journal(host)[-1]['run_id']  # this run's entries (a rolled-back attempt may come before)
+        entries = [e for e in site.journal(host) if e['result'] in ('ok', 'upgraded') and e['run_id'] == run_id]
         steps = [e['step'] for e in entries]
         assert steps[0] == 'begin' and steps[-1] == 'finish' and 'swap' in steps, (host, steps)
         assert entries[-1]['result'] == 'upgraded' and len({e['run_id'] for e in entries}) == 1
