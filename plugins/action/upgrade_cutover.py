@@ -14,15 +14,13 @@ TCP) run from the controller; the command checks run on the host. ``clinops_upgr
 
 from __future__ import annotations
 
-from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
-from ansible.plugins.action import ActionBase
 
 from ansible_collections.clinops.upgrade.plugins.module_utils.cutover import (
     Cutover, StepFailed, check_problems, share_login_password, validate_steps)
 from ansible_collections.clinops.upgrade.plugins.module_utils.cutover_spec import argument_spec
-from ansible_collections.clinops.upgrade.plugins.plugin_utils.host_os import host_os
+from ansible_collections.clinops.upgrade.plugins.plugin_utils.dispatch import HostDispatchAction
 from ansible_collections.clinops.upgrade.plugins.plugin_utils.windows_host import WindowsHost, is_windows_abs
 
 MODULE = 'clinops.upgrade.upgrade_cutover'
@@ -56,31 +54,11 @@ class ControllerModule:
         raise Ended(kwargs)
 
 
-class ActionModule(ActionBase):
+class ActionModule(HostDispatchAction):
 
     TRANSFERS_FILES = True
-
-    def run(self, tmp=None, task_vars=None):
-        self._supports_check_mode = True
-        self._supports_async = True
-        result = super().run(tmp, task_vars)
-        del tmp
-        task_vars = task_vars or {}
-        if host_os(task_vars, self._connection, self._templar) == 'posix':
-            try:
-                result.update(self._execute_module(module_name=MODULE, module_args=self._task.args, task_vars=task_vars,
-                                                   wrap_async=self._task.async_val))
-            finally:
-                if not self._task.async_val:
-                    self._remove_tmp_path(self._connection._shell.tmpdir)
-            return result
-        if self._task.async_val:
-            raise AnsibleActionFail('upgrade_cutover does not support async on Windows hosts')
-        try:
-            result.update(self.run_windows(task_vars))
-        finally:
-            self._remove_tmp_path(self._connection._shell.tmpdir)
-        return result
+    MODULE = MODULE
+    SUPPORTS_ASYNC = True
 
     def run_windows(self, task_vars):
         """The module's input checks and the engine, with a WindowsHost; the result with every secret masked."""

@@ -14,9 +14,8 @@ from __future__ import annotations
 import json
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-from ansible.plugins.action import ActionBase
 
-from ansible_collections.clinops.upgrade.plugins.plugin_utils.host_os import host_os
+from ansible_collections.clinops.upgrade.plugins.plugin_utils.dispatch import HostDispatchAction
 from ansible_collections.clinops.upgrade.plugins.module_utils import journal as _journal
 from ansible_collections.clinops.upgrade.plugins.module_utils.host_state import argument_spec, problems, read_state
 from ansible_collections.clinops.upgrade.plugins.plugin_utils.windows_host import WindowsHost, native
@@ -64,24 +63,10 @@ class WindowsReader:
         return dict(held=raw is not None, holder=holder, available=available, reason=reason)
 
 
-class ActionModule(ActionBase):
+class ActionModule(HostDispatchAction):
 
     TRANSFERS_FILES = False
-
-    def run(self, tmp=None, task_vars=None):
-        self._supports_check_mode = True
-        result = super().run(tmp, task_vars)
-        del tmp
-        task_vars = task_vars or {}
-        try:
-            if host_os(task_vars, self._connection, self._templar) == 'posix':
-                result.update(self._execute_module(module_name=MODULE, module_args=self._task.args, task_vars=task_vars))
-                return result
-            result.update(self.run_windows(task_vars))
-            result['host_os'] = 'windows'
-            return result
-        finally:
-            self._remove_tmp_path(self._connection._shell.tmpdir)
+    MODULE = MODULE
 
     def run_windows(self, task_vars):
         checked = ArgumentSpecValidator(argument_spec()).validate(dict(self._task.args))

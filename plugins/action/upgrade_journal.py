@@ -13,9 +13,8 @@ import socket
 import time
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-from ansible.plugins.action import ActionBase
 
-from ansible_collections.clinops.upgrade.plugins.plugin_utils.host_os import host_os
+from ansible_collections.clinops.upgrade.plugins.plugin_utils.dispatch import HostDispatchAction
 from ansible_collections.clinops.upgrade.plugins.module_utils import journal as _journal
 from ansible_collections.clinops.upgrade.plugins.module_utils.host import StepFailed
 from ansible_collections.clinops.upgrade.plugins.plugin_utils.windows_host import HostJournal, WindowsHost
@@ -85,28 +84,16 @@ def windows_journal(host, params, check_mode):
     return result
 
 
-class ActionModule(ActionBase):
+class ActionModule(HostDispatchAction):
 
     TRANSFERS_FILES = False
+    MODULE = MODULE
 
-    def run(self, tmp=None, task_vars=None):
-        self._supports_check_mode = True
-        result = super().run(tmp, task_vars)
-        del tmp
-        task_vars = task_vars or {}
+    def run_windows(self, task_vars):
+        checked = ArgumentSpecValidator(SPEC, required_if=REQUIRED_IF).validate(dict(self._task.args))
+        if checked.error_messages:
+            return dict(failed=True, msg='invalid input: ' + '; '.join(checked.error_messages))
         try:
-            if host_os(task_vars, self._connection, self._templar) == 'posix':
-                result.update(self._execute_module(module_name=MODULE, module_args=self._task.args, task_vars=task_vars))
-                return result
-            checked = ArgumentSpecValidator(SPEC, required_if=REQUIRED_IF).validate(dict(self._task.args))
-            if checked.error_messages:
-                result.update(failed=True, msg='invalid input: ' + '; '.join(checked.error_messages))
-                return result
-            try:
-                result.update(windows_journal(WindowsHost(self, task_vars), checked.validated_parameters, bool(self._task.check_mode)))
-            except StepFailed as exc:
-                result.update(failed=True, msg=exc.msg)
-            result['host_os'] = 'windows'
-            return result
-        finally:
-            self._remove_tmp_path(self._connection._shell.tmpdir)
+            return windows_journal(WindowsHost(self, task_vars), checked.validated_parameters, bool(self._task.check_mode))
+        except StepFailed as exc:
+            return dict(failed=True, msg=exc.msg)

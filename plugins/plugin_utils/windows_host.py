@@ -85,14 +85,28 @@ function Get-ShortPath([string]$Path) {
 '''.strip()
 
 
-def _script(name, body, long_paths=()):
-    """Register script ``name``; the parameters named in ``long_paths`` are given the long-path prefix first."""
+# The scripts that only read: they declare SupportsShouldProcess, which is how win_powershell is told that a script may
+# run in check mode (any other script is skipped there, "skipped, running in check mode", with no output). They change
+# nothing, so -WhatIf has nothing to hold back; the scripts that change the host do not declare it and never run in
+# check mode (the engine does not call them there: WindowsHost.script refuses).
+READ_ONLY_SCRIPTS = set()
+SHOULD_PROCESS = '[CmdletBinding(SupportsShouldProcess)]'
+
+
+def _script(name, body, long_paths=(), read_only=False):
+    """Register script ``name``; the parameters named in ``long_paths`` are given the long-path prefix first; a
+    ``read_only`` script runs in check mode too."""
     body = body.strip() + '\n'
     if long_paths:
         head, rest = body.split('\n', 1)
         if not head.startswith('param('):
             raise ValueError('script %s: the long-path helpers go after its param() block, which must come first' % name)
         body = '%s\n%s\n%s%s' % (head, LONG_PATH, ''.join('$%s = Get-LongPath $%s\n' % (p, p) for p in long_paths), rest)
+    if read_only:
+        if not body.startswith('param('):
+            raise ValueError('script %s: SupportsShouldProcess is declared on a param() block, which must come first' % name)
+        body = '%s\n%s' % (SHOULD_PROCESS, body)
+        READ_ONLY_SCRIPTS.add(name)
     SCRIPTS[name] = '# clinops.upgrade: %s\n%s' % (name, body)
     return SCRIPTS[name]
 
@@ -159,7 +173,7 @@ try {
     $names = @(foreach ($entry in $zip.Entries) { $entry.FullName })
 } finally { $zip.Dispose() }
 @{ names = $names }
-''', long_paths=('Archive',))
+''', long_paths=('Archive',), read_only=True)
 
 _script('zip_extract', r'''
 param([string]$Archive, [string]$Destination, [string[]]$Names)
@@ -215,15 +229,16 @@ $ErrorActionPreference = 'Stop'
 $Ansible.Changed = $false
 $drive = New-Object IO.DriveInfo([IO.Path]::GetPathRoot([IO.Path]::GetFullPath($Path)))
 @{ free = $drive.AvailableFreeSpace; drive = $drive.Name }
-''')
+''', read_only=True)
 
 _script('clock', r'''
+param()
 $ErrorActionPreference = 'Stop'
 $Ansible.Changed = $false
 $now = [DateTimeOffset]::UtcNow
 @{ utc = $now.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'+00:00'"); epoch = $now.ToUnixTimeMilliseconds() / 1000.0
    timezone = [TimeZoneInfo]::Local.Id }
-''')
+''', read_only=True)
 
 
 MAX_LINK_HOPS = 40
@@ -514,7 +529,10 @@ class WindowsHost:
         return res
 
     def script(self, name, what, **parameters):
-        """Run one of SCRIPTS with ``parameters``; its output object (a dict)."""
+        """Run one of SCRIPTS with ``parameters``; its output object (a dict). In check mode only a read-only script
+        runs (win_powershell would skip any other, leaving no output to act on)."""
+        if name not in READ_ONLY_SCRIPTS and getattr(getattr(self.action, '_task', None), 'check_mode', False):
+            raise StepFailed('%s: not done in check mode (script %s changes the host)' % (what, name))
         res = self.must('ansible.windows.win_powershell', dict(script=SCRIPTS[name], parameters=parameters), what)
         errors = res.get('error') or []
         if errors:

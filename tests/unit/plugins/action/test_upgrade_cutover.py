@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from ansible.errors import AnsibleActionFail
-from ansible_collections.clinops.upgrade.plugins.action.upgrade_cutover import host_os
+from ansible_collections.clinops.upgrade.plugins.plugin_utils.host_os import host_os
 
 
 class Shell:

@@ -10,6 +10,7 @@ import pytest
 from ansible.errors import AnsibleActionFail
 from ansible_collections.clinops.upgrade.plugins.action import prefs_migrate, service_stop_ordered, upgrade_cutover
 from ansible_collections.clinops.upgrade.plugins.action import upgrade_host_state, upgrade_journal
+from ansible_collections.clinops.upgrade.plugins.plugin_utils import dispatch
 from ansible_collections.clinops.upgrade.plugins.plugin_utils.host_os import host_os, is_windows
 
 
@@ -58,10 +59,11 @@ def test_the_host_decides(task_vars, connection, expected):
 
 @pytest.mark.parametrize('task_vars, connection, expected', CASES)
 def test_every_action_plugin_asks_the_same_helper(task_vars, connection, expected):
-    # no plugin keeps its own copy of the decision: the names they call are this module's functions
-    assert upgrade_cutover.host_os is host_os
-    assert upgrade_host_state.host_os is host_os
-    assert upgrade_journal.host_os is host_os
+    # no plugin keeps its own copy of the decision: the names they call are this module's functions (three plugins
+    # through the run() they share, plugin_utils/dispatch.py)
+    assert dispatch.host_os is host_os
+    for plugin in (upgrade_cutover, upgrade_host_state, upgrade_journal):
+        assert issubclass(plugin.ActionModule, dispatch.HostDispatchAction) and 'run' not in vars(plugin.ActionModule)
     assert prefs_migrate.is_windows is is_windows
     assert service_stop_ordered.is_windows is is_windows
     assert prefs_migrate.is_windows(task_vars, connection) is (expected == 'windows')

@@ -267,6 +267,8 @@ def test_a_link_loop_is_refused_in_words():
                                               ('zip_extract', ['Archive', 'Destination'])])
 def test_every_path_parameter_gets_the_long_path_prefix_before_it_is_used(name, parameters):
     lines = wh.SCRIPTS[name].splitlines()
+    if name in wh.READ_ONLY_SCRIPTS:  # [CmdletBinding(SupportsShouldProcess)] belongs to the param() block, just before it
+        assert lines.pop(1) == wh.SHOULD_PROCESS
     assert lines[1].startswith('param(')  # PowerShell wants param() first: the helper functions come after it
     assert 'function Get-LongPath([string]$Path) {' in lines
     for parameter in parameters:
@@ -274,3 +276,38 @@ def test_every_path_parameter_gets_the_long_path_prefix_before_it_is_used(name, 
         helpers_end = lines.index('}', lines.index('function Get-ShortPath([string]$Path) {'))
         first_use = min(i for i, line in enumerate(lines) if i > helpers_end and '$%s' % parameter in line and 'Get-LongPath' not in line)
         assert prefixed < first_use, (parameter, lines[first_use])
+
+
+def test_only_the_scripts_that_read_run_in_check_mode():
+    """win_powershell runs a script in check mode only when it declares SupportsShouldProcess (on its param() block);
+    the scripts that read do, those that change the host do not (and -WhatIf would not stop their .NET calls)."""
+    assert wh.READ_ONLY_SCRIPTS == {'zip_list', 'free_space', 'clock'}
+    for name, script in wh.SCRIPTS.items():
+        lines = script.splitlines()
+        assert (lines[1] == wh.SHOULD_PROCESS and lines[2].startswith('param(')) is (name in wh.READ_ONLY_SCRIPTS), name
+        assert script.count('SupportsShouldProcess') == (1 if name in wh.READ_ONLY_SCRIPTS else 0), name
+
+
+class CheckModeAction:
+    """An action plugin in check mode whose module calls are recorded."""
+
+    class _Task:
+        check_mode = True
+
+    def __init__(self):
+        self._task = self._Task()
+        self.calls = []
+
+    def _execute_module(self, module_name, module_args, task_vars):
+        del task_vars
+        self.calls.append((module_name, module_args))
+        return {'output': [{'free': 5, 'drive': 'C:\\'}], 'error': []}
+
+
+def test_a_script_that_changes_the_host_is_refused_in_check_mode_before_any_call():
+    action = CheckModeAction()
+    host = wh.WindowsHost(action, {})
+    assert host.free_space('C:/PMOD') == 5
+    with pytest.raises(StepFailed, match="not done in check mode"):
+        host.write_atomic('C:/PMOD/x.txt', b'x')
+    assert [a['script'].splitlines()[0] for dummy, a in action.calls] == ['# clinops.upgrade: free_space']

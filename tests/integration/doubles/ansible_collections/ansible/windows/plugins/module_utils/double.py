@@ -50,6 +50,30 @@ def real_internal_options(name):
     return sorted(set(re.findall(r'-name\s+"(_[a-z_]+)"', text)) | set(re.findall(r'^\s*(_[a-z_]+)\s*=\s*@\{', text, re.M)))
 
 
+def real_supports_check_mode(name):
+    """Whether the real module supports check mode: its documented ``attributes.check_mode.support`` where the
+    documentation has one, else what its ``.ps1`` declares (``supports_check_mode = $true`` / ``-supports_check_mode
+    $true``). A module that does not is skipped by Ansible in check mode, as AnsibleModule does here."""
+    support = ((real_documentation(name).get('attributes') or {}).get('check_mode') or {}).get('support')
+    if support:
+        return support in ('full', 'partial')
+    path = os.path.join(real_modules_dir(), name + '.ps1')
+    with open(path, encoding='utf-8-sig') as handle:
+        found = re.search(r'supports_check_mode\s*=?\s*\$(true|false)', handle.read(), re.I)
+    return bool(found) and found.group(1).lower() == 'true'
+
+
+def real_should_process_pattern():
+    """The pattern by which the real win_powershell tells that a script declares SupportsShouldProcess (read from its
+    ``.ps1``): only such a script is run in check mode; any other is skipped (``changed``, "skipped, running in check
+    mode")."""
+    with open(os.path.join(real_modules_dir(), 'win_powershell.ps1'), encoding='utf-8-sig') as handle:
+        found = re.search(r"\$supportsShouldProcess = \$scriptContent -match '([^']+)'", handle.read())
+    if not found:
+        raise RuntimeError('the real win_powershell no longer says how it recognises SupportsShouldProcess')
+    return re.compile(found.group(1), re.I)  # PowerShell's -match ignores case
+
+
 def spec_of(options):
     spec = {}
     for key, doc in (options or {}).items():
@@ -73,7 +97,7 @@ def module(name, **kwargs):
     spec = spec_of(doc.get('options'))
     for internal in real_internal_options(name):
         spec.setdefault(internal, {'type': 'raw'})
-    kwargs.setdefault('supports_check_mode', True)
+    kwargs.setdefault('supports_check_mode', real_supports_check_mode(name))
     mod = AnsibleModule(argument_spec=spec, **kwargs)
     for key, value in list(mod.params.items()):
         mod.params[key] = lab_path(value)

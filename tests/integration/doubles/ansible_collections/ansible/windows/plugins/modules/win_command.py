@@ -17,8 +17,6 @@ def main():
     if not argv:
         mod.fail_json(msg='no command given')
     exe = argv[0].lower()
-    if mod.check_mode:
-        mod.exit_json(changed=False, skipped=True, msg='check mode')
     if exe == 'sc.exe' and len(argv) == 3 and argv[1] == 'stop':
         found = service_state(argv[2])
         # like the real module, a non-zero exit code is a failed task (with its rc)

@@ -9,7 +9,7 @@ import subprocess
 import time
 import zipfile
 
-from ansible_collections.ansible.windows.plugins.module_utils.double import module
+from ansible_collections.ansible.windows.plugins.module_utils.double import module, real_should_process_pattern
 
 
 def write(p):
@@ -109,8 +109,12 @@ def main():
     if name not in SCRIPTS or mod.params['path'] or mod.params['executable'] or mod.params['arguments']:
         mod.fail_json(msg='the test double carries out only the clinops.upgrade scripts, given inline with parameters')
     func, changes = SCRIPTS[name]
+    if mod.check_mode and not real_should_process_pattern().search(script):
+        # as the real module: a script that does not declare SupportsShouldProcess is not run in check mode
+        mod.exit_json(changed=True, msg='skipped, running in check mode')
     if mod.check_mode and changes:
-        mod.exit_json(changed=True, output=[], error=[], result={})
+        # the real module would run it with -WhatIf, and these scripts change files through .NET calls, which ignore it
+        mod.fail_json(msg='script %s changes the host but declares SupportsShouldProcess: it would run in check mode' % name)
     try:
         out = func(mod.params['parameters'] or {})
     except Exception as exc:  # pylint: disable=broad-except
