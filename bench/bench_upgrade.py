@@ -13,7 +13,8 @@
    and their ratio, the controller's CPU seconds per client (getrusage(RUSAGE_CHILDREN) around ansible-playbook and
    around the script; the lab's hosts are local, so the hosts' own module runs are in the figure too), and the module
    executions per client, per server and on the controller (localhost), counted by the test callback
-   tests/integration/callback_plugins/module_count.py, not estimated. Then the same once with
+   tests/integration/callback_plugins/module_count.py, not estimated, and the tasks each host meets (the same
+   callback: task results per host, skipped ones included). Then the same once with
    BENCH_UPGRADE_CLIENTS_LARGE (300) clients (0: skip), to see whether seconds per client grow.
    Every client's installed VERSION is read back after each run: a run that did not upgrade them all is an error.
    The Mitogen strategy is not installed here: printed as "not measured".
@@ -185,6 +186,18 @@ def _counts_note(counts, clients):
         ', '.join('%s %d' % (s, counts[s]) for s in servers) or '0', counts.get('localhost', 0))
 
 
+def _tasks_note(tasks, clients):
+    """Task results per client (mean, min-max, skipped among them), per server and on localhost, from the callback."""
+    per_client = [tasks.get(c, {}).get('tasks', 0) for c in clients]
+    skipped = [tasks.get(c, {}).get('skipped', 0) for c in clients]
+    others = ', '.join('%s %d (skipped %d)' % (h, tasks[h]['tasks'], tasks[h]['skipped'])
+                       for h in sorted(tasks) if h not in clients)
+    return 'tasks met (task results the controller handled, skipped ones included): per client %.1f (min %d, max %d; ' \
+        'skipped %.1f), %s; all hosts %d' % (sum(per_client) / len(per_client), min(per_client), max(per_client),
+                                             sum(skipped) / len(skipped), others or 'no other host',
+                                             sum(t['tasks'] for t in tasks.values()))
+
+
 def rollout(report, lab, tmp, clients):
     """Ours (whole site, forks BENCH_UPGRADE_FORKS) vs the plain script's client steps, for ``clients`` clients."""
     forks = os.environ.get('BENCH_UPGRADE_FORKS', '20')
@@ -204,7 +217,9 @@ def rollout(report, lab, tmp, clients):
         counts = json.load(handle)
     with open(counts_path + '.modules.json', encoding='utf-8') as handle:
         modules = json.load(handle)
-    for path in (counts_path, counts_path + '.modules.json'):
+    with open(counts_path + '.tasks.json', encoding='utf-8') as handle:
+        tasks = json.load(handle)
+    for path in (counts_path, counts_path + '.modules.json', counts_path + '.tasks.json'):
         os.unlink(path)
     load = 'load average %.1f before, %.1f after, %d cores' % (load_before, os.getloadavg()[0], os.cpu_count())
     report('upgrade: %d clients, forks %s vs plain script (s per client)' % (clients, forks), seconds / clients,
@@ -217,6 +232,7 @@ def rollout(report, lab, tmp, clients):
     report('upgrade: %d clients, module executions by module' % clients, None, None, '; '.join(
         '%s: %s' % (host, ', '.join('%s %d' % (name.split('.')[-1], n) for name, n in sorted(modules.get(host, {}).items())))
         for host in (names[0], 'server1', 'localhost')))
+    report('upgrade: %d clients, tasks met per host (counted)' % clients, None, None, _tasks_note(tasks, names))
 
 
 def run(report):

@@ -21,6 +21,12 @@ inventory host.  Enable it for one run with::
 
 It writes ``{"host": count, ...}`` to E(CLINOPS_MODULE_COUNT), and ``{"host": {"module": count}}`` beside it
 (``<path>.modules.json``), at ``v2_playbook_on_stats``.  Without the variable it counts and writes nothing.
+
+It also counts the tasks each host meets (the controller's per-task, per-host work: a worker fork and the templating
+of the task, whether or not a module runs): one per task result the controller receives for the host (ok, changed,
+failed, skipped, unreachable; a looped task once, not once per item), written as
+``{"host": {"tasks": n, "skipped": k}}`` to ``<path>.tasks.json``.  A ``run_once`` task counts once, for the host
+it ran for.
 """
 
 from __future__ import annotations
@@ -100,6 +106,7 @@ class CallbackModule(CallbackBase):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self._tasks = {}
         self._output = os.environ.get(ENV)
         if self._output:
             fd, events = tempfile.mkstemp(prefix='module-count-', suffix='.events',
@@ -107,6 +114,25 @@ class CallbackModule(CallbackBase):
             os.close(fd)
             _STATE['events'] = events
             _install()
+
+    def _task_met(self, result, skipped=False):
+        host = result._host.get_name()  # pylint: disable=protected-access
+        counts = self._tasks.setdefault(host, {'tasks': 0, 'skipped': 0})
+        counts['tasks'] += 1
+        if skipped:
+            counts['skipped'] += 1
+
+    def v2_runner_on_ok(self, result):
+        self._task_met(result)
+
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        self._task_met(result)
+
+    def v2_runner_on_skipped(self, result):
+        self._task_met(result, skipped=True)
+
+    def v2_runner_on_unreachable(self, result):
+        self._task_met(result)
 
     def v2_playbook_on_stats(self, stats):
         events = _STATE['events']
@@ -121,7 +147,8 @@ class CallbackModule(CallbackBase):
                 modules[module] = modules.get(module, 0) + 1
         os.unlink(events)
         _STATE['events'] = None
-        for path, data in ((self._output, per_host), (self._output + '.modules.json', per_module)):
+        for path, data in ((self._output, per_host), (self._output + '.modules.json', per_module),
+                           (self._output + '.tasks.json', self._tasks)):
             tmp = path + '.tmp'
             with open(tmp, 'w', encoding='utf-8') as handle:
                 json.dump(data, handle, indent=1, sort_keys=True)
