@@ -252,10 +252,12 @@ def test_the_site_is_upgraded_through_the_windows_host(site, tmp_path):
 def windows_play(hosts_args, tmp_path, name, env, posix=()):
     """upgrade_cutover on hosts marked Windows (those in ``posix`` excepted: the module on the host, as on Linux), each
     win_* call carried out by the doubles; results by host."""
-    inventory = {'all': {'hosts': dict((host, dict({'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable,
-                                                    'cutover': args}, **({} if host in posix else
-                                                                          {'clinops_upgrade_host_os': 'windows'})))
-                                       for host, args in hosts_args.items())}}
+    hosts = {}
+    for host, args in hosts_args.items():
+        hosts[host] = {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable, 'cutover': args}
+        if host not in posix:
+            hosts[host]['clinops_upgrade_host_os'] = 'windows'
+    inventory = {'all': {'hosts': hosts}}
     path = str(tmp_path / ('%s.yml' % name))
     with open(path, 'w', encoding='utf-8') as handle:
         yaml.safe_dump(inventory, handle)
