@@ -44,11 +44,12 @@ def switch_on(lab, group, host):
 
 
 def host_tree(lab, host):
-    """sha256 of every file in the host's folder (installation, state, backups)."""
+    """sha256 of every file in the host's folder (installation, state, backups), its services' logs left out (as
+    Lab.tree_hash does: the lab's DICOM node logs every association it receives, preflight's C-ECHO included)."""
     digest = {}
     base = os.path.join(lab.root, 'hosts', host)
     for folder, dirs, files in os.walk(base):
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if not (folder == base and d == 'logs'))
         for name in sorted(files):
             path = os.path.join(folder, name)
             with open(path, 'rb') as handle:
