@@ -54,7 +54,7 @@ SECONDS_PER_TEST = {
     'test_conaktiv.py': 120, 'test_upgrade_limits.py': 100, 'test_ksamu.py': 90, 'test_imageserver.py': 80,
     'test_upgrade_e2e.py': 80, 'test_upgrade_notify.py': 60, 'test_upgrade_unreachable.py': 60,
     'test_execution_environment.py': 60, 'test_report_browser.py': 60, 'test_secrets.py': 40, 'test_window_guard.py': 30,
-    'test_site_examples.py': 20,
+    'test_site_examples.py': 20, 'test_windows_playbook.py': 130, 'test_preflight_probes.py': 90,
 }
 DEFAULT_SECONDS = 8
 
