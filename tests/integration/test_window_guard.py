@@ -95,7 +95,7 @@ def test_inside_the_window_or_by_hand_the_upgrade_goes_ahead(lab, extra):
     assert result.rc == 0, result
     message = guard_message(result)
     assert message.startswith('upgrade window: allowed now') or message.startswith('upgrade window: started by hand'), message
-    assert any(name.endswith('Report the preflight result') for name in ran(result)), ran(result)
+    assert any(name.endswith('Show what preflight found') for name in ran(result)), ran(result)
     plan = {h['host']: h for h in lab.report()['hosts']}
     assert plan['server1']['result'] == 'planned'
     assert lab.tree_hash() == before_tree          # check mode
