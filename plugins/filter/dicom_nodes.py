@@ -9,21 +9,11 @@ from __future__ import annotations
 import json
 
 from ansible.errors import AnsibleFilterError
-from ansible.module_utils.common.text.converters import to_native
+
+from ansible_collections.clinops.upgrade.plugins.plugin_utils.plain import plain
 
 # The keys of a health check that are not dicom_echo's peer options.
 _NOT_PEER_KEYS = ('name', 'type')
-
-
-def _plain(value):
-    """Ansible's lazy mappings and tagged strings as plain Python values."""
-    if isinstance(value, dict) or hasattr(value, 'items'):
-        return dict((to_native(key), _plain(item)) for key, item in value.items())
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, str):
-        return str(value)
-    return value
 
 
 def _peer(check, calling_aet, port, called_aet):
@@ -48,7 +38,7 @@ def _key(peer):
 def _checks(value):
     """A host's checks, or a list of hosts' lists of checks, as one flat list of the dicom ones."""
     flat = []
-    for item in _plain(value) or []:
+    for item in plain(value) or []:
         if isinstance(item, list):
             flat.extend(item)
         else:
@@ -73,7 +63,7 @@ def dicom_answers(checks, nodes, results, calling_aet='CLINOPS_UPG', port=104, c
 
     A node that the probe did not cover answers ``outcome: not_probed``, never success.
     """
-    nodes, results = _plain(nodes) or [], _plain(results) or []
+    nodes, results = plain(nodes) or [], plain(results) or []
     by_key = dict((_key(node), result) for node, result in zip(nodes, results))
     answers = []
     for check in _checks(checks):

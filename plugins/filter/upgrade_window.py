@@ -9,24 +9,14 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.common.text.converters import to_native
 
+from ansible_collections.clinops.upgrade.plugins.plugin_utils.plain import plain
 from ansible_collections.clinops.upgrade.plugins.module_utils.window import (
     WindowError, judge, schedule_forms, schedule_spec, window_spec)
 
 
-def _plain(value):
-    """Ansible's lazy mappings and tagged strings as plain Python values."""
-    if isinstance(value, dict) or hasattr(value, 'items'):
-        return dict((to_native(key), _plain(item)) for key, item in value.items())
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, str):
-        return str(value)
-    return value
-
-
 def upgrade_window(spec, now=None, timezone=None, run_now=False, profile=None):
     try:
-        return judge(window_spec(_plain(profile), _plain(spec)), now=_plain(now) or None, timezone=_plain(timezone) or None,
+        return judge(window_spec(plain(profile), plain(spec)), now=plain(now) or None, timezone=plain(timezone) or None,
                      run_now=bool(run_now))
     except WindowError as exc:
         raise AnsibleFilterError(to_native(exc)) from None
@@ -34,8 +24,8 @@ def upgrade_window(spec, now=None, timezone=None, run_now=False, profile=None):
 
 def upgrade_schedule(spec, timezone=None, now=None, profile=None):
     try:
-        return schedule_forms(schedule_spec(_plain(profile), _plain(spec)), timezone=_plain(timezone) or None,
-                              now=_plain(now) or None)
+        return schedule_forms(schedule_spec(plain(profile), plain(spec)), timezone=plain(timezone) or None,
+                              now=plain(now) or None)
     except WindowError as exc:
         raise AnsibleFilterError(to_native(exc)) from None
 

@@ -391,35 +391,10 @@ class WindowsBackupIO:
         return out['rc'], out['stdout'], out['stderr']
 
 
-class _BackupParent:
-    """What db_backup's in-process run needs of its parent module, for a Windows host (see host.run_module)."""
-
-    def __init__(self, host):
-        module = getattr(host, 'module', None)
-        self.no_log_values = module.no_log_values if module is not None else set()
-        self.check_mode = bool(module.check_mode) if module is not None else False
-        self.backup_io = WindowsBackupIO(host)
-        self.tmpdir = None
-        self._module = module
-
-    def warn(self, warning):
-        if self._module is not None:
-            self._module.warn(warning)
-
-    @staticmethod
-    def get_bin_path(name):
-        return name  # found by the host when it runs
-
-    @staticmethod
-    def run_command(args):
-        raise StepFailed('%s would run on the controller, not on the Windows host; refused' % args[0])
-
-
-class _SchemaParent:
-    """What schema_update's in-process run needs of its parent module, for a Windows host: ``host_run`` carries the vendor's
-    tool, ``version_command`` and SQL Server's ``sqlcmd`` out on the host (``module_utils/schema/command.py``)."""
-
-    NO_LIMIT = 7 * 24 * 3600  # command_timeout 0: no limit of our own (the script's timeout is an int of milliseconds)
+class _ParentModule:
+    """What a module's in-process run (see host.run_module) needs of its parent module, for a Windows host: the engine
+    module's no_log values, check mode and warnings; a program is found by the host when it runs there, and nothing is
+    run on the controller."""
 
     def __init__(self, host):
         module = getattr(host, 'module', None)
@@ -433,15 +408,6 @@ class _SchemaParent:
         if self._module is not None:
             self._module.warn(warning)
 
-    def host_run(self, argv, timeout, cwd=None):
-        """``(rc, stdout, stderr, timed_out)`` of ``argv`` run on the host, killed with its children after ``timeout``
-        seconds (0: no limit); OSError in words when it cannot be started there."""
-        try:
-            out = self.host.run_program(argv, cwd=cwd, timeout=timeout or self.NO_LIMIT)
-        except StepFailed as exc:
-            raise OSError(exc.msg) from None
-        return out['rc'], out['stdout'], out['stderr'], out['timed_out']
-
     @staticmethod
     def get_bin_path(name, required=False):
         del required
@@ -450,6 +416,30 @@ class _SchemaParent:
     @staticmethod
     def run_command(args):
         raise StepFailed('%s would run on the controller, not on the Windows host; refused' % args[0])
+
+
+class _BackupParent(_ParentModule):
+    """db_backup's parent: its files and programs reached through :class:`WindowsBackupIO`."""
+
+    def __init__(self, host):
+        super().__init__(host)
+        self.backup_io = WindowsBackupIO(host)
+
+
+class _SchemaParent(_ParentModule):
+    """schema_update's parent: ``host_run`` carries the vendor's tool, ``version_command`` and SQL Server's ``sqlcmd``
+    out on the host (``module_utils/schema/command.py``)."""
+
+    NO_LIMIT = 7 * 24 * 3600  # command_timeout 0: no limit of our own (the script's timeout is an int of milliseconds)
+
+    def host_run(self, argv, timeout, cwd=None):
+        """``(rc, stdout, stderr, timed_out)`` of ``argv`` run on the host, killed with its children after ``timeout``
+        seconds (0: no limit); OSError in words when it cannot be started there."""
+        try:
+            out = self.host.run_program(argv, cwd=cwd, timeout=timeout or self.NO_LIMIT)
+        except StepFailed as exc:
+            raise OSError(exc.msg) from None
+        return out['rc'], out['stdout'], out['stderr'], out['timed_out']
 
 
 class HostJournal(_journal.Journal):
